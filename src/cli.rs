@@ -1,0 +1,224 @@
+//! The command line, parsed once into typed options.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+const ENVIRONMENT: &str = "Environment:
+  TTN_LW_CLI                     path of ttn-lw-cli (else ttn-lw-cli, then tti-lw-cli, on PATH)
+  TTN_SESSION_MIGRATE_PROFILES   directory of the profiles
+  NO_COLOR                       no colour in the output";
+
+/// Move LoRaWAN end devices between The Things Stack deployments, keeping their active session.
+///
+/// Drives the official ttn-lw-cli: exports each device from the source (The Things Network
+/// Community Edition) with the documented flags, keeps the export on disk, deletes the device
+/// from the source and imports it into the target (The Things Stack Cloud), then verifies the
+/// session. Interrupted or failed migrations can be resumed or rolled back.
+#[derive(Debug, Parser)]
+#[command(name = "ttn-session-migrate", version, after_help = ENVIRONMENT)]
+pub struct Cli {
+    /// Path of the ttn-lw-cli binary
+    #[arg(long = "ttn-lw-cli", value_name = "PATH", global = true)]
+    pub ttn_lw_cli: Option<PathBuf>,
+
+    /// Directory of the profiles [default: $XDG_CONFIG_HOME/ttn-session-migrate/profiles]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TTN_SESSION_MIGRATE_PROFILES",
+        global = true
+    )]
+    pub profiles_dir: Option<PathBuf>,
+
+    /// Show each ttn-lw-cli command as it runs (keys are never shown)
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Print only errors and the final summary
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Migrate(MigrateArgs),
+    Resume(ResumeArgs),
+    Rollback(RollbackArgs),
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    Login(LoginArgs),
+}
+
+/// Migrate devices with their session: export, delete from the source, import, verify.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  ttn-session-migrate migrate my-app my-device --dry-run
+  ttn-session-migrate migrate my-app my-device --from ce --to cloud
+  ttn-session-migrate migrate my-app dev-1 dev-2 --to-application my-new-app --yes")]
+#[command(group(ArgGroup::new("activation").args(["otaa", "abp"])))]
+pub struct MigrateArgs {
+    /// Application ID on the source
+    #[arg(value_name = "APPLICATION_ID")]
+    pub application_id: String,
+
+    /// End device IDs to migrate
+    #[arg(value_name = "DEVICE_ID", required = true)]
+    pub devices: Vec<String>,
+
+    /// Source profile name, or path of a ttn-lw-cli config file
+    #[arg(long, value_name = "PROFILE|FILE", default_value = "ce")]
+    pub from: String,
+
+    /// Target profile name, or path of a ttn-lw-cli config file
+    #[arg(long, value_name = "PROFILE|FILE", default_value = "cloud")]
+    pub to: String,
+
+    /// Application ID on the target [default: the source application ID]
+    #[arg(long, value_name = "ID")]
+    pub to_application: Option<String>,
+
+    /// The devices are OTAA: skip detecting the activation mode
+    #[arg(long)]
+    pub otaa: bool,
+
+    /// The devices are ABP: skip detecting the activation mode
+    #[arg(long)]
+    pub abp: bool,
+
+    /// Print every command instead of changing anything (read-only commands still run)
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation before deleting devices from the source
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Where exports and journals are kept [default: ./ttn-migrate-<timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Leave a device whose import failed off the source (fix the target, then `resume`)
+    #[arg(long)]
+    pub no_rollback: bool,
+
+    /// Turn off downlinks on the source before the export (unverified end to end)
+    #[arg(long)]
+    pub freeze_downlinks: bool,
+
+    /// Devices migrated at once
+    #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+
+    #[command(flatten)]
+    pub calls: CallOptions,
+}
+
+/// How ttn-lw-cli calls are made.
+#[derive(Debug, Clone, Args)]
+pub struct CallOptions {
+    /// Seconds before a ttn-lw-cli call that does not answer is stopped
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
+    /// Retries of a transient failure (unavailable, rate limited, timeout)
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub retries: u32,
+
+    /// First retry delay in milliseconds; it doubles up to 30 s
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
+    pub retry_delay_ms: u64,
+}
+
+/// Continue an interrupted or failed migration from its work directory.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:
+  ttn-session-migrate resume ./ttn-migrate-20261124T101500")]
+pub struct ResumeArgs {
+    /// The work directory of the migration
+    #[arg(value_name = "WORK_DIR")]
+    pub work_dir: PathBuf,
+
+    /// Devices continued at once
+    #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+
+    /// Leave a device whose import failed off the source
+    #[arg(long)]
+    pub no_rollback: bool,
+
+    #[command(flatten)]
+    pub calls: CallOptions,
+}
+
+/// Put devices back on the source from their saved exports.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  ttn-session-migrate rollback ./ttn-migrate-20261124T101500
+  ttn-session-migrate rollback ./ttn-migrate-20261124T101500 my-device")]
+pub struct RollbackArgs {
+    /// The work directory of the migration
+    #[arg(value_name = "WORK_DIR")]
+    pub work_dir: PathBuf,
+
+    /// Devices to roll back [default: all of the migration]
+    #[arg(value_name = "DEVICE_ID")]
+    pub devices: Vec<String>,
+
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+
+    #[command(flatten)]
+    pub calls: CallOptions,
+}
+
+/// Manage profiles: one ttn-lw-cli config file per deployment.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Create a profile with `ttn-lw-cli use HOST`, or from an existing config file
+    #[command(
+        group(ArgGroup::new("source").args(["host", "config"]).required(true)),
+        after_help = "Examples:
+  ttn-session-migrate profile add ce --host eu1.cloud.thethings.network
+  ttn-session-migrate profile add cloud --host my-tenant.eu1.cloud.thethings.industries"
+    )]
+    Add {
+        /// Profile name: lower-case letters, digits, `-`, `_`
+        name: String,
+        /// Server host name
+        #[arg(long)]
+        host: Option<String>,
+        /// Existing ttn-lw-cli config file to copy
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// List the profiles
+    List,
+    /// Show a profile's file and deployment
+    Show { name: String },
+    /// Remove a profile (its login stays in ttn-lw-cli's cache)
+    Remove { name: String },
+}
+
+/// Log ttn-lw-cli in to a profile's deployment (OAuth in the browser, or an API key).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  ttn-session-migrate login ce
+  ttn-session-migrate login cloud --api-key NNSXS.XXXX
+  The API keys need the application rights to read and write devices and their keys.")]
+pub struct LoginArgs {
+    /// Profile name, or path of a ttn-lw-cli config file
+    pub profile: String,
+
+    /// Log in with an API key instead of OAuth; `-` reads it from standard input
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+
+    /// OAuth without the local callback: paste the code shown in the browser
+    #[arg(long)]
+    pub no_callback: bool,
+}

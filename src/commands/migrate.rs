@@ -1,0 +1,537 @@
+//! `migrate`, `resume` and `rollback`: check the input, check both deployments, ask once,
+//! then run the devices through the runner and summarise.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+use super::{retry_policy, Context};
+use crate::cli::{MigrateArgs, ResumeArgs, RollbackArgs};
+use crate::device::{validate_id, ActivationMode, DeviceExport};
+use crate::interrupt::Interrupt;
+use crate::journal::{Position, WorkDir};
+use crate::output::{self, PlainProgress, Summary};
+use crate::plan::Migration;
+use crate::runner::{DeviceReport, Goal, Outcome, Runner};
+use crate::ttn_lw_cli::{Invocation, TtnLwCli};
+
+/// Page size of the target listing used to find conflicts (the server maximum).
+const LIST_PAGE: usize = 1000;
+
+pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
+    validate_id("application ID", &args.application_id)?;
+    let target_application = args
+        .to_application
+        .clone()
+        .unwrap_or_else(|| args.application_id.clone());
+    validate_id("target application ID", &target_application)?;
+    let devices = device_list(&args.devices)?;
+
+    let store = context.profiles()?;
+    let source = store
+        .resolve(&args.from)
+        .context("source profile (--from)")?;
+    let target = store.resolve(&args.to).context("target profile (--to)")?;
+    if source.path == target.path && args.application_id == target_application {
+        bail!("the source and the target are the same application on the same deployment; check --from, --to and --to-application");
+    }
+    let cli = context.ttn_lw_cli(Some(&args.calls))?;
+    let migration = Migration {
+        source,
+        target,
+        application_id: args.application_id.clone(),
+        target_application_id: target_application,
+        mode: match (args.otaa, args.abp) {
+            (true, _) => Some(ActivationMode::Otaa),
+            (_, true) => Some(ActivationMode::Abp),
+            _ => None,
+        },
+        freeze_downlinks: args.freeze_downlinks,
+    };
+    let work_path = args.work_dir.clone().unwrap_or_else(WorkDir::default_path);
+
+    if args.dry_run {
+        return dry_run(&cli, &migration, &devices, &work_path);
+    }
+
+    let conflicts = preflight(&cli, &migration, &devices, &mut |_, _| {})?;
+    let (conflicting, to_run): (Vec<String>, Vec<String>) =
+        devices.iter().cloned().partition(|d| conflicts.contains(d));
+    confirm_migration(&migration, &to_run, args.yes)?;
+
+    let work = WorkDir::create(&work_path)?;
+    work.write_manifest(&migration.manifest(&devices))?;
+    if !context.cli.quiet {
+        eprintln!(
+            "Work directory: {} (exports and journals; keep it until the devices are verified)",
+            work.path().display()
+        );
+    }
+    let mut reports: Vec<DeviceReport> = conflicting
+        .iter()
+        .map(|d| conflict_report(d, &migration))
+        .collect();
+    for report in &reports {
+        println!("{}", output::device_line(report));
+    }
+    let interrupt = Interrupt::install(Some(resume_command(&work)));
+    let progress = PlainProgress::new(context.cli.quiet);
+    let runner = Runner {
+        cli: &cli,
+        migration: &migration,
+        work: &work,
+        retry: retry_policy(&args.calls),
+        interrupt: &interrupt,
+        progress: &progress,
+        rollback_on_failure: !args.no_rollback,
+    };
+    reports.extend(run_devices(&runner, &to_run, Goal::Migrate, args.jobs));
+    Ok(finish(&reports, &work))
+}
+
+pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
+    let work = WorkDir::open(&args.work_dir)?;
+    let manifest = work.read_manifest()?;
+    let mut unfinished = Vec::new();
+    for device in &manifest.devices {
+        if !work.has_journal(device) {
+            unfinished.push(device.clone());
+            continue;
+        }
+        let journal = work.journal(device)?;
+        if !journal.position().is_final() {
+            unfinished.push(device.clone());
+        }
+    }
+    if unfinished.is_empty() {
+        println!(
+            "Nothing to resume: all {} devices of {} are finished.",
+            manifest.devices.len(),
+            work.path().display()
+        );
+        return Ok(true);
+    }
+    let store = context.profiles()?;
+    let migration = Migration {
+        source: store
+            .resolve(&manifest.source.path.display().to_string())
+            .context("source profile of the migration")?,
+        target: store
+            .resolve(&manifest.target.path.display().to_string())
+            .context("target profile of the migration")?,
+        application_id: manifest.application_id.clone(),
+        target_application_id: manifest.target_application_id.clone(),
+        mode: manifest.mode,
+        freeze_downlinks: manifest.freeze_downlinks,
+    };
+    let cli = context.ttn_lw_cli(Some(&args.calls))?;
+    // Devices that never started must pass the same conflict check as in `migrate`.
+    let fresh: Vec<String> = unfinished
+        .iter()
+        .filter(|d| !work.has_journal(d))
+        .cloned()
+        .collect();
+    let conflicts = if fresh.is_empty() {
+        BTreeSet::new()
+    } else {
+        preflight(&cli, &migration, &fresh, &mut |_, _| {})?
+    };
+    let mut reports: Vec<DeviceReport> = Vec::new();
+    let to_run: Vec<String> = unfinished
+        .into_iter()
+        .filter(|d| {
+            if conflicts.contains(d) {
+                reports.push(conflict_report(d, &migration));
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    let interrupt = Interrupt::install(Some(resume_command(&work)));
+    let progress = PlainProgress::new(context.cli.quiet);
+    let runner = Runner {
+        cli: &cli,
+        migration: &migration,
+        work: &work,
+        retry: retry_policy(&args.calls),
+        interrupt: &interrupt,
+        progress: &progress,
+        rollback_on_failure: !args.no_rollback,
+    };
+    reports.extend(run_devices(&runner, &to_run, Goal::Migrate, args.jobs));
+    Ok(finish(&reports, &work))
+}
+
+pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<bool> {
+    let work = WorkDir::open(&args.work_dir)?;
+    let manifest = work.read_manifest()?;
+    let devices: Vec<String> = if args.devices.is_empty() {
+        manifest
+            .devices
+            .iter()
+            .filter(|d| work.has_journal(d))
+            .cloned()
+            .collect()
+    } else {
+        for device in &args.devices {
+            if !manifest.devices.contains(device) {
+                bail!(
+                    "device `{device}` is not part of the migration in {}",
+                    work.path().display()
+                );
+            }
+        }
+        args.devices.clone()
+    };
+    // Read every journal first: a damaged one stops everything before anything changes.
+    for device in &devices {
+        if work.has_journal(device) {
+            work.journal(device)?;
+        }
+    }
+    let store = context.profiles()?;
+    let migration = Migration {
+        source: store
+            .resolve(&manifest.source.path.display().to_string())
+            .context("source profile of the migration")?,
+        target: store
+            .resolve(&manifest.target.path.display().to_string())
+            .context("target profile of the migration")?,
+        application_id: manifest.application_id.clone(),
+        target_application_id: manifest.target_application_id.clone(),
+        mode: manifest.mode,
+        freeze_downlinks: manifest.freeze_downlinks,
+    };
+    let cli = context.ttn_lw_cli(Some(&args.calls))?;
+    ask(
+        &format!(
+            "Put {} back on {} (application {}) from the saved exports, and remove them from {} where this migration created them?",
+            list_devices(&devices),
+            migration.source.deployment(),
+            migration.application_id,
+            migration.target.deployment()
+        ),
+        args.yes,
+    )?;
+    let interrupt = Interrupt::install(None);
+    let progress = PlainProgress::new(context.cli.quiet);
+    let runner = Runner {
+        cli: &cli,
+        migration: &migration,
+        work: &work,
+        retry: retry_policy(&args.calls),
+        interrupt: &interrupt,
+        progress: &progress,
+        rollback_on_failure: false,
+    };
+    let reports = run_devices(&runner, &devices, Goal::Rollback, 1);
+    Ok(finish(&reports, &work))
+}
+
+/// Validates and de-duplicates device IDs, reporting every bad one at once.
+fn device_list(ids: &[String]) -> Result<Vec<String>> {
+    let mut seen = BTreeSet::new();
+    let mut devices = Vec::new();
+    let mut errors = Vec::new();
+    for id in ids {
+        match validate_id("device ID", id) {
+            Ok(()) => {
+                if seen.insert(id.clone()) {
+                    devices.push(id.clone());
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}; nothing was run", errors.join("; "));
+    }
+    Ok(devices)
+}
+
+/// Read-only checks of both deployments before anything is deleted: both logins work (run one
+/// after the other, since ttn-lw-cli's credential cache has no locking), and the target
+/// application exists. Returns the selected devices that are already in the target application.
+fn preflight(
+    cli: &TtnLwCli,
+    migration: &Migration,
+    devices: &[String],
+    ran: &mut dyn FnMut(&Invocation, &str),
+) -> Result<BTreeSet<String>> {
+    for (side, profile) in [("source", &migration.source), ("target", &migration.target)] {
+        let check = Invocation::new(&profile.path, ["auth-info"]);
+        cli.run(&check).map_err(|e| {
+            anyhow::anyhow!(
+                "the {side} login ({}, profile `{}`) does not work: {}. Log in with `ttn-session-migrate login {}`",
+                profile.deployment(),
+                profile.label,
+                e.detail,
+                profile.label
+            )
+        })?;
+        ran(&check, "login works");
+    }
+    let mut present = BTreeSet::new();
+    for page in 1.. {
+        let list = Invocation::new(
+            &migration.target.path,
+            [
+                "end-devices".to_string(),
+                "list".to_string(),
+                "--application-id".to_string(),
+                migration.target_application_id.clone(),
+                "--limit".to_string(),
+                LIST_PAGE.to_string(),
+                "--page".to_string(),
+                page.to_string(),
+            ],
+        );
+        let output = cli.run(&list).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot list application `{}` on the target ({}): {}. Create the application in the target's Console, or check the login's rights",
+                migration.target_application_id,
+                migration.target.deployment(),
+                e.detail
+            )
+        })?;
+        let items: Vec<Value> = serde_json::from_slice(&output.stdout)
+            .context("ttn-lw-cli printed a device list that is not a JSON array")?;
+        for item in &items {
+            if let Some(id) = item.pointer("/ids/device_id").and_then(Value::as_str) {
+                present.insert(id.to_string());
+            }
+        }
+        ran(&list, &format!("{} devices on this page", items.len()));
+        if items.len() < LIST_PAGE {
+            break;
+        }
+    }
+    Ok(devices
+        .iter()
+        .filter(|d| present.contains(*d))
+        .cloned()
+        .collect())
+}
+
+fn conflict_report(device: &str, migration: &Migration) -> DeviceReport {
+    let mut report = DeviceReport::new(device, migration);
+    report.outcome = Outcome::Conflict;
+    report.error = Some(format!(
+        "a device with this ID is already in application `{}` on the target; nothing was done",
+        migration.target_application_id
+    ));
+    report.next_action =
+        Some("delete or rename the device on the target, then migrate it again".into());
+    report
+}
+
+/// Prints every command of the plan. Runs only read-only commands, marked as run.
+fn dry_run(cli: &TtnLwCli, migration: &Migration, devices: &[String], work: &Path) -> Result<bool> {
+    println!("# Dry run: nothing is deleted or created. Commands marked `ran` are read-only and were run to make this plan exact.");
+    println!("# Every command runs with the TTN_LW_* variables removed, and TTN_LW_SKIP_VERSION_CHECK=true TTN_LW_TELEMETRY_ENABLE=false.");
+    println!(
+        "# Source: {} ({}), application {}",
+        migration.source.label,
+        migration.source.deployment(),
+        migration.application_id
+    );
+    println!(
+        "# Target: {} ({}), application {}",
+        migration.target.label,
+        migration.target.deployment(),
+        migration.target_application_id
+    );
+    let conflicts = preflight(cli, migration, devices, &mut |invocation, what| {
+        println!("{}  # ran: {what}", cli.render(invocation));
+    })?;
+    let mut ok = true;
+    for device in devices {
+        println!();
+        println!("# device {device}");
+        if conflicts.contains(device) {
+            println!("# conflict: already in application `{}` on the target; the real run leaves it alone", migration.target_application_id);
+            ok = false;
+            continue;
+        }
+        let dir = work.join(device);
+        let mode = match migration.mode {
+            Some(mode) => mode,
+            None => {
+                let detect = migration.detect(device);
+                let output = cli.run(&detect).map_err(|e| anyhow::anyhow!("{}", e))?;
+                let doc: Value = serde_json::from_slice(&output.stdout)
+                    .context("ttn-lw-cli printed something that is not JSON")?;
+                let mode = ActivationMode::of(&doc);
+                println!("{}  # ran: {mode}", cli.render(&detect));
+                mode
+            }
+        };
+        if migration.freeze_downlinks {
+            println!(
+                "{}",
+                cli.render(&migration.schedule_downlinks(device, false))
+            );
+        }
+        let export_file = dir.join("export.json");
+        let export = migration.export(device, mode, &export_file);
+        if migration.freeze_downlinks {
+            // The export after a freeze differs from one now: do not run it.
+            println!("{}", cli.render(&export));
+        } else {
+            let output = cli.run(&export).map_err(|e| anyhow::anyhow!("{}", e))?;
+            let parsed = DeviceExport::parse(output.stdout)?;
+            match parsed.validate(mode, &output.stderr) {
+                Ok(()) => {
+                    let s = parsed.session_summary();
+                    println!(
+                        "{}  # ran (not saved): complete, DevAddr {}, FCnt up {}, down {}",
+                        cli.render(&export),
+                        s.dev_addr.as_deref().unwrap_or("-"),
+                        s.last_f_cnt_up,
+                        s.last_n_f_cnt_down
+                    );
+                }
+                Err(problem) => {
+                    println!("{}  # ran (not saved)", cli.render(&export));
+                    println!(
+                        "# export refused, the real run stops here for this device: {problem}"
+                    );
+                    ok = false;
+                    continue;
+                }
+            }
+        }
+        let import_file = dir.join("import.json");
+        let rewrite = migration.rewrite_for_target(migration.freeze_downlinks.then_some(None));
+        println!(
+            "# rewrite {} into {}: {}",
+            export_file.display(),
+            import_file.display(),
+            rewrite.describe()
+        );
+        println!("{}", cli.render(&migration.delete(device)));
+        println!("{}", cli.render(&migration.import(&import_file)));
+    }
+    Ok(ok)
+}
+
+fn confirm_migration(migration: &Migration, devices: &[String], yes: bool) -> Result<()> {
+    if devices.is_empty() {
+        return Ok(());
+    }
+    ask(
+        &format!(
+            "Migrate {} from {} (profile `{}`, application {}) to {} (profile `{}`, application {})? \
+             Each device is deleted from the source once its export is saved.",
+            list_devices(devices),
+            migration.source.deployment(),
+            migration.source.label,
+            migration.application_id,
+            migration.target.deployment(),
+            migration.target.label,
+            migration.target_application_id
+        ),
+        yes,
+    )
+}
+
+/// One yes/no question on the terminal. Without a terminal, only `--yes` goes on.
+fn ask(question: &str, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to change the deployments without confirmation: no terminal to ask on. Pass --yes, or preview with --dry-run");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        bail!("cancelled; nothing was changed");
+    }
+    Ok(())
+}
+
+fn list_devices(devices: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = format!(
+        "{} device{} ({}",
+        devices.len(),
+        if devices.len() == 1 { "" } else { "s" },
+        devices
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if devices.len() > SHOWN {
+        text.push_str(&format!(", and {} more", devices.len() - SHOWN));
+    }
+    text.push(')');
+    text
+}
+
+fn resume_command(work: &WorkDir) -> String {
+    format!(
+        "ttn-session-migrate resume {}",
+        crate::ttn_lw_cli::quote(&work.path().display().to_string())
+    )
+}
+
+/// Runs devices on `jobs` workers. Each device goes through all its steps on one worker, so its
+/// import follows its delete at once.
+fn run_devices(runner: &Runner, devices: &[String], goal: Goal, jobs: u32) -> Vec<DeviceReport> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<DeviceReport>>> = Mutex::new(vec![None; devices.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..(jobs as usize).min(devices.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(device) = devices.get(i) else { break };
+                let report = runner.run_device(device, goal);
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(report);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Prints the summary; true when every device succeeded.
+fn finish(reports: &[DeviceReport], work: &WorkDir) -> bool {
+    let summary = Summary::of(reports);
+    eprintln!("\n{summary}");
+    let failures = output::failures(reports);
+    if !failures.is_empty() {
+        eprintln!("Not migrated:");
+        for line in failures {
+            eprintln!("{line}");
+        }
+    }
+    let unfinished = reports
+        .iter()
+        .filter(|r| {
+            r.outcome == Outcome::Interrupted
+                || (r.outcome == Outcome::Failed && r.location != Position::OnSource.describe())
+        })
+        .count();
+    if unfinished > 0 {
+        eprintln!(
+            "Unfinished: {unfinished}. Continue with: {}",
+            resume_command(work)
+        );
+    }
+    summary.all_succeeded()
+}

@@ -1,0 +1,52 @@
+//! One function per sub-command. Each returns whether everything it did succeeded.
+
+mod migrate;
+mod profiles;
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cli::{CallOptions, Cli, Command};
+use crate::runner::RetryPolicy;
+use crate::ttn_lw_cli::{Locator, TtnLwCli};
+
+/// Global options every command needs.
+pub struct Context {
+    pub cli: Cli,
+}
+
+impl Context {
+    /// Finds ttn-lw-cli and checks that it can import sessions.
+    pub fn ttn_lw_cli(&self, calls: Option<&CallOptions>) -> Result<TtnLwCli> {
+        let cli = Locator::from_environment(self.cli.ttn_lw_cli.as_deref()).locate()?;
+        cli.require_supported_version()?;
+        let timeout = calls.map_or(crate::ttn_lw_cli::DEFAULT_TIMEOUT, |c| {
+            Duration::from_secs(c.timeout)
+        });
+        Ok(cli.with_timeout(timeout).with_echo(self.cli.verbose))
+    }
+
+    pub fn profiles(&self) -> Result<crate::profile::ProfileStore> {
+        crate::profile::ProfileStore::new(self.cli.profiles_dir.clone())
+    }
+}
+
+pub fn retry_policy(calls: &CallOptions) -> RetryPolicy {
+    RetryPolicy {
+        max_retries: calls.retries,
+        base: Duration::from_millis(calls.retry_delay_ms),
+        ..RetryPolicy::default()
+    }
+}
+
+pub fn run(cli: Cli) -> Result<bool> {
+    let context = Context { cli };
+    match &context.cli.command {
+        Command::Migrate(args) => migrate::migrate(&context, args),
+        Command::Resume(args) => migrate::resume(&context, args),
+        Command::Rollback(args) => migrate::rollback(&context, args),
+        Command::Profile(command) => profiles::profile(&context, command),
+        Command::Login(args) => profiles::login(&context, args),
+    }
+}

@@ -1,0 +1,161 @@
+//! What the operator sees while devices move, and the summary at the end. Never keys.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use crate::plan::MigrationStep;
+use crate::runner::{DeviceReport, Outcome};
+use crate::ttn_lw_cli::CliError;
+
+/// Events of a run, reported as they happen. Called from several workers at once.
+pub trait Progress: Sync {
+    fn step(&self, device: &str, step: MigrationStep);
+    fn retrying(&self, device: &str, step: MigrationStep, error: &CliError);
+    fn finished(&self, report: &DeviceReport);
+}
+
+/// One line per event on stderr, no escape codes; the result line of each device on stdout.
+pub struct PlainProgress {
+    quiet: bool,
+    lock: Mutex<()>,
+}
+
+impl PlainProgress {
+    pub fn new(quiet: bool) -> PlainProgress {
+        PlainProgress {
+            quiet,
+            lock: Mutex::new(()),
+        }
+    }
+}
+
+impl Progress for PlainProgress {
+    fn step(&self, device: &str, step: MigrationStep) {
+        if !self.quiet {
+            let _guard = self.lock.lock();
+            eprintln!("{device}: {}", step.name());
+        }
+    }
+
+    fn retrying(&self, device: &str, step: MigrationStep, error: &CliError) {
+        if !self.quiet {
+            let _guard = self.lock.lock();
+            eprintln!(
+                "{device}: {} failed, retrying: {}",
+                step.name(),
+                error.detail
+            );
+        }
+    }
+
+    fn finished(&self, report: &DeviceReport) {
+        let _guard = self.lock.lock();
+        if !self.quiet || !report.is_success() {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", device_line(report));
+        }
+    }
+}
+
+/// `dev-1  OTAA  DevAddr 260B1234  FCnt up 1234, down 56, app down 12  migrated`
+pub fn device_line(report: &DeviceReport) -> String {
+    let mode = report.mode.map_or("-".to_string(), |m| m.to_string());
+    let session = match &report.session {
+        Some(s) => format!(
+            "DevAddr {}  FCnt up {}, down {}, app down {}",
+            s.dev_addr.as_deref().unwrap_or("-"),
+            s.last_f_cnt_up,
+            s.last_n_f_cnt_down,
+            s.last_a_f_cnt_down
+        ),
+        None => "DevAddr -".to_string(),
+    };
+    let result = match report.outcome {
+        Outcome::Migrated => "migrated, session verified".to_string(),
+        Outcome::RolledBack => "rolled back to the source".to_string(),
+        Outcome::Skipped => format!("nothing to do ({})", report.location),
+        Outcome::Conflict => format!(
+            "conflict: {}",
+            report
+                .error
+                .as_deref()
+                .unwrap_or("already in the target application")
+        ),
+        Outcome::Interrupted => "interrupted before its delete; still on the source".to_string(),
+        Outcome::Failed => format!(
+            "FAILED: {} [device is {}]",
+            report.error.as_deref().unwrap_or("unknown error"),
+            report.location
+        ),
+    };
+    format!("{}  {mode}  {session}  {result}", report.device_id)
+}
+
+/// Counts of a run's outcomes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub migrated: usize,
+    pub rolled_back: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub conflicts: usize,
+    pub interrupted: usize,
+}
+
+impl Summary {
+    pub fn of(reports: &[DeviceReport]) -> Summary {
+        let mut summary = Summary::default();
+        for report in reports {
+            match report.outcome {
+                Outcome::Migrated => summary.migrated += 1,
+                Outcome::RolledBack => summary.rolled_back += 1,
+                Outcome::Failed => summary.failed += 1,
+                Outcome::Skipped => summary.skipped += 1,
+                Outcome::Conflict => summary.conflicts += 1,
+                Outcome::Interrupted => summary.interrupted += 1,
+            }
+        }
+        summary
+    }
+
+    pub fn all_succeeded(&self) -> bool {
+        self.failed == 0 && self.conflicts == 0 && self.interrupted == 0
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} migrated, {} failed, {} skipped, {} conflicts",
+            self.migrated, self.failed, self.skipped, self.conflicts
+        )?;
+        if self.rolled_back > 0 {
+            write!(f, ", {} rolled back", self.rolled_back)?;
+        }
+        if self.interrupted > 0 {
+            write!(f, ", {} not started (interrupted)", self.interrupted)?;
+        }
+        Ok(())
+    }
+}
+
+/// The failed devices, each with its reason and next action.
+pub fn failures(reports: &[DeviceReport]) -> Vec<String> {
+    reports
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::Conflict))
+        .map(|r| {
+            let mut line = format!(
+                "  {}: {} (device is {})",
+                r.device_id,
+                r.error.as_deref().unwrap_or("failed"),
+                r.location
+            );
+            if let Some(next) = &r.next_action {
+                line.push_str(&format!("\n    next: {next}"));
+            }
+            line
+        })
+        .collect()
+}

@@ -1,0 +1,230 @@
+//! The migration plan: which deployments and applications, with which options, and the exact
+//! ttn-lw-cli command of every step of every device.
+
+use std::path::Path;
+
+use crate::device::{ActivationMode, Rewrite};
+use crate::journal::{Manifest, ProfileRecord};
+use crate::profile::Profile;
+use crate::ttn_lw_cli::Invocation;
+
+/// The field-selection flags of the documented export, for OTAA (ABP omits `--root-keys`).
+pub const EXPORT_FLAGS: [&str; 10] = [
+    "--name",
+    "--description",
+    "--lorawan-version",
+    "--lorawan-phy-version",
+    "--frequency-plan-id",
+    "--supports-join",
+    "--root-keys",
+    "--mac-settings",
+    "--mac-state",
+    "--session",
+];
+
+/// One migration: from where to where, and how.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub source: Profile,
+    pub target: Profile,
+    pub application_id: String,
+    pub target_application_id: String,
+    /// `--otaa`/`--abp`; `None` detects each device's mode on the source.
+    pub mode: Option<ActivationMode>,
+    pub freeze_downlinks: bool,
+}
+
+/// A step of a device's migration, as the operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationStep {
+    Detect,
+    Freeze,
+    Export,
+    Delete,
+    Import,
+    Verify,
+    Rollback,
+}
+
+impl MigrationStep {
+    pub fn name(self) -> &'static str {
+        match self {
+            MigrationStep::Detect => "detect",
+            MigrationStep::Freeze => "freeze downlinks",
+            MigrationStep::Export => "export",
+            MigrationStep::Delete => "delete from source",
+            MigrationStep::Import => "import into target",
+            MigrationStep::Verify => "verify",
+            MigrationStep::Rollback => "roll back",
+        }
+    }
+}
+
+impl Migration {
+    pub fn manifest(&self, devices: &[String]) -> Manifest {
+        Manifest {
+            format: Manifest::FORMAT,
+            created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            source: ProfileRecord {
+                label: self.source.label.clone(),
+                path: self.source.path.clone(),
+            },
+            target: ProfileRecord {
+                label: self.target.label.clone(),
+                path: self.target.path.clone(),
+            },
+            application_id: self.application_id.clone(),
+            target_application_id: self.target_application_id.clone(),
+            mode: self.mode,
+            freeze_downlinks: self.freeze_downlinks,
+            devices: devices.to_vec(),
+        }
+    }
+
+    fn device_ids(app: &str, device: &str) -> Vec<String> {
+        ["--application-id", app, "--device-id", device]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// Read-only: `supports_join` tells OTAA from ABP. With `--freeze-downlinks` it also reads
+    /// `mac_settings`, to restore `schedule_downlinks` later.
+    pub fn detect(&self, device: &str) -> Invocation {
+        let mut args = vec!["end-devices".to_string(), "get".to_string()];
+        args.extend(Self::device_ids(&self.application_id, device));
+        args.push("--supports-join".into());
+        if self.freeze_downlinks {
+            args.push("--mac-settings".into());
+        }
+        Invocation::new(&self.source.path, args)
+    }
+
+    /// `end-devices set … --mac-settings.schedule-downlinks=<value>` on the source.
+    pub fn schedule_downlinks(&self, device: &str, value: bool) -> Invocation {
+        let mut args = vec!["end-devices".to_string(), "set".to_string()];
+        args.extend(Self::device_ids(&self.application_id, device));
+        args.push(format!("--mac-settings.schedule-downlinks={value}"));
+        Invocation::new(&self.source.path, args)
+    }
+
+    /// The documented export, saved to `file`.
+    pub fn export(&self, device: &str, mode: ActivationMode, file: &Path) -> Invocation {
+        Invocation::new(
+            &self.source.path,
+            export_args(&self.application_id, device, mode),
+        )
+        .stdout_to(file)
+    }
+
+    pub fn delete(&self, device: &str) -> Invocation {
+        let mut args = vec!["end-devices".to_string(), "delete".to_string()];
+        args.extend(Self::device_ids(&self.application_id, device));
+        Invocation::new(&self.source.path, args)
+    }
+
+    /// One device document on stdin; `--defaults` (on by default) fills in the target's own
+    /// server addresses.
+    pub fn import(&self, file: &Path) -> Invocation {
+        Invocation::new(
+            &self.target.path,
+            [
+                "end-devices",
+                "create",
+                "--application-id",
+                &self.target_application_id,
+            ],
+        )
+        .stdin_file(file)
+    }
+
+    /// Reads the session back from the target, for a verification without `create`'s answer.
+    pub fn read_target(&self, device: &str, mode: ActivationMode) -> Invocation {
+        Invocation::new(
+            &self.target.path,
+            export_args(&self.target_application_id, device, mode),
+        )
+    }
+
+    /// Reads the session back from the source (after a re-create).
+    pub fn read_source(&self, device: &str, mode: ActivationMode) -> Invocation {
+        Invocation::new(
+            &self.source.path,
+            export_args(&self.application_id, device, mode),
+        )
+    }
+
+    /// Does the device exist? An identifiers-only `get`: no keys, no rights beyond reading.
+    pub fn exists_on_source(&self, device: &str) -> Invocation {
+        let mut args = vec!["end-devices".to_string(), "get".to_string()];
+        args.extend(Self::device_ids(&self.application_id, device));
+        Invocation::new(&self.source.path, args)
+    }
+
+    pub fn exists_on_target(&self, device: &str) -> Invocation {
+        let mut args = vec!["end-devices".to_string(), "get".to_string()];
+        args.extend(Self::device_ids(&self.target_application_id, device));
+        Invocation::new(&self.target.path, args)
+    }
+
+    /// Rollback: the saved export, rewritten, back into the source application.
+    pub fn recreate_on_source(&self, file: &Path) -> Invocation {
+        Invocation::new(
+            &self.source.path,
+            [
+                "end-devices",
+                "create",
+                "--application-id",
+                &self.application_id,
+            ],
+        )
+        .stdin_file(file)
+    }
+
+    pub fn delete_on_target(&self, device: &str) -> Invocation {
+        let mut args = vec!["end-devices".to_string(), "delete".to_string()];
+        args.extend(Self::device_ids(&self.target_application_id, device));
+        Invocation::new(&self.target.path, args)
+    }
+
+    /// The rewrite into the target's import document.
+    pub fn rewrite_for_target(&self, restore: Option<Option<bool>>) -> Rewrite {
+        Rewrite {
+            application_id: (self.target_application_id != self.application_id)
+                .then(|| self.target_application_id.clone()),
+            restore_schedule_downlinks: restore,
+        }
+    }
+
+    /// The rewrite for a rollback onto the source.
+    pub fn rewrite_for_source(&self, restore: Option<Option<bool>>) -> Rewrite {
+        Rewrite {
+            application_id: None,
+            restore_schedule_downlinks: restore,
+        }
+    }
+}
+
+fn export_args(app: &str, device: &str, mode: ActivationMode) -> Vec<String> {
+    let mut args = vec!["end-devices".to_string(), "get".to_string()];
+    args.extend(Migration::device_ids(app, device));
+    args.extend(
+        EXPORT_FLAGS
+            .iter()
+            .filter(|f| mode == ActivationMode::Otaa || **f != "--root-keys")
+            .map(|f| f.to_string()),
+    );
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_flags_are_the_documented_sets() {
+        let otaa = export_args("app-1", "dev-1", ActivationMode::Otaa).join(" ");
+        assert_eq!(otaa, "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --root-keys --mac-settings --mac-state --session");
+        let abp = export_args("app-1", "dev-1", ActivationMode::Abp).join(" ");
+        assert_eq!(abp, "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --mac-settings --mac-state --session");
+    }
+}

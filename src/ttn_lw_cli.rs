@@ -1,0 +1,675 @@
+//! Locating and invoking `ttn-lw-cli`: the only place in the tool that spawns it.
+//!
+//! Every call is an [`Invocation`]: one profile config file, the arguments, where stdin comes
+//! from and (for display) where stdout goes. The same value is rendered as a copy-pasteable
+//! shell line for `--dry-run` and `-v`, and executed with a scrubbed environment.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// Sessions (and MAC state) can be imported only from this version on.
+pub const MIN_VERSION: Version = Version(3, 12, 0);
+
+/// Environment the tool sets on every call. Environment variables rather than flags, so that an
+/// older CLI does not fail on a flag it does not know.
+pub const FIXED_ENV: [(&str, &str); 2] = [
+    ("TTN_LW_SKIP_VERSION_CHECK", "true"),
+    ("TTN_LW_TELEMETRY_ENABLE", "false"),
+];
+
+/// How long one call may take before it is treated as hung.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A located `ttn-lw-cli` binary.
+#[derive(Debug, Clone)]
+pub struct TtnLwCli {
+    path: PathBuf,
+    /// What a shell line calls it: the bare name when it was found on `PATH`.
+    display: String,
+    /// Where it was found, for `doctor`.
+    pub found_via: String,
+    timeout: Duration,
+    echo: bool,
+}
+
+/// Where the binary may come from, in the order it is looked for.
+pub struct Locator<'a> {
+    pub flag: Option<&'a Path>,
+    pub env: Option<OsString>,
+    pub search_path: Option<OsString>,
+}
+
+impl Locator<'_> {
+    pub fn from_environment(flag: Option<&Path>) -> Locator<'_> {
+        Locator {
+            flag,
+            env: std::env::var_os("TTN_LW_CLI").filter(|v| !v.is_empty()),
+            search_path: std::env::var_os("PATH"),
+        }
+    }
+
+    pub fn locate(&self) -> Result<TtnLwCli> {
+        if let Some(path) = self.flag {
+            return TtnLwCli::at(path, "--ttn-lw-cli");
+        }
+        if let Some(path) = &self.env {
+            return TtnLwCli::at(Path::new(path), "TTN_LW_CLI");
+        }
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        for name in ["ttn-lw-cli", "tti-lw-cli"] {
+            if let Ok(path) = which::which_in(name, self.search_path.as_ref(), &cwd) {
+                let mut cli = TtnLwCli::new(path, name.to_string());
+                cli.found_via = format!("{name} on PATH");
+                return Ok(cli);
+            }
+        }
+        bail!(
+            "ttn-lw-cli was not found: looked at --ttn-lw-cli, the TTN_LW_CLI environment variable, \
+             and for `ttn-lw-cli` and `tti-lw-cli` on PATH.\n\
+             Install The Things Stack CLI (https://www.thethingsindustries.com/docs/concepts/features/cli/installing-cli/), \
+             e.g. `sudo snap install ttn-lw-stack` or the release archive, then pass its path with --ttn-lw-cli PATH \
+             or set TTN_LW_CLI=PATH"
+        )
+    }
+}
+
+impl TtnLwCli {
+    fn new(path: PathBuf, display: String) -> Self {
+        TtnLwCli {
+            path,
+            display,
+            found_via: String::new(),
+            timeout: DEFAULT_TIMEOUT,
+            echo: false,
+        }
+    }
+
+    fn at(path: &Path, via: &str) -> Result<Self> {
+        let meta = std::fs::metadata(path).with_context(|| {
+            format!(
+                "ttn-lw-cli given by {via} does not exist: {}; check the path",
+                path.display()
+            )
+        })?;
+        if !meta.is_file() {
+            bail!(
+                "ttn-lw-cli given by {via} is not a file: {}",
+                path.display()
+            );
+        }
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let display = path.display().to_string();
+        let mut cli = TtnLwCli::new(path, display);
+        cli.found_via = via.to_string();
+        Ok(cli)
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Print each command on stderr as it runs (`-v`). Commands never carry keys: documents
+    /// with keys only travel through files.
+    pub fn with_echo(mut self, echo: bool) -> Self {
+        self.echo = echo;
+        self
+    }
+
+    /// `ttn-lw-cli version`, parsed from its `Version:` line.
+    pub fn version(&self) -> Result<Version> {
+        let output = self
+            .run_plain(&["version"])
+            .with_context(|| format!("could not run `{} version`", self.display))?;
+        let text = String::from_utf8_lossy(&output);
+        Version::from_version_output(&text).with_context(|| {
+            format!(
+                "`{} version` printed no `Version:` line; is {} really ttn-lw-cli?",
+                self.display,
+                self.path.display()
+            )
+        })
+    }
+
+    /// Checks the version is recent enough to import sessions.
+    pub fn require_supported_version(&self) -> Result<Version> {
+        let version = self.version()?;
+        if version < MIN_VERSION {
+            bail!(
+                "ttn-lw-cli {version} at {} is too old: importing sessions needs 3.12 or newer. \
+                 Upgrade The Things Stack CLI",
+                self.path.display()
+            );
+        }
+        Ok(version)
+    }
+
+    /// The shell line for an invocation.
+    pub fn render(&self, invocation: &Invocation) -> String {
+        let mut words = vec![self.display.clone()];
+        words.extend(invocation.argv());
+        // An API key is a secret: it never reaches the terminal.
+        for i in 1..words.len() {
+            if words[i - 1] == "--api-key" {
+                words[i] = "<api-key>".to_string();
+            }
+        }
+        let mut line = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+        if let Some(dir) = &invocation.dir {
+            line = format!("(cd {} && {line})", quote(&dir.display().to_string()));
+        }
+        if let Stdin::File(path) = &invocation.stdin {
+            line.push_str(" < ");
+            line.push_str(&quote(&path.display().to_string()));
+        }
+        if let Some(path) = &invocation.stdout_to {
+            line.push_str(" > ");
+            line.push_str(&quote(&path.display().to_string()));
+        }
+        line
+    }
+
+    /// Runs one invocation. Success returns stdout and stderr; a non-zero exit, a hang past
+    /// the timeout or a failure to spawn becomes a [`CliError`].
+    pub fn run(&self, invocation: &Invocation) -> Result<Output, CliError> {
+        let rendered = self.render(invocation);
+        if self.echo {
+            eprintln!("$ {rendered}");
+        }
+        let mut expression = duct::cmd(&self.path, invocation.argv())
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            // A child in its own process group does not receive the terminal's Ctrl-C, so an
+            // import in flight finishes while the tool winds down.
+            .before_spawn(|command| {
+                command.process_group(0);
+                Ok(())
+            });
+        if let Some(dir) = &invocation.dir {
+            expression = expression.dir(dir);
+        }
+        expression = match &invocation.stdin {
+            Stdin::Null => expression.stdin_null(),
+            Stdin::File(path) => expression.stdin_path(path),
+        };
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("TTN_LW_") {
+                expression = expression.env_remove(key);
+            }
+        }
+        for (key, value) in FIXED_ENV {
+            expression = expression.env(key, value);
+        }
+
+        let failure = |kind, detail: String| CliError {
+            kind,
+            command: rendered.clone(),
+            exit_code: None,
+            error: None,
+            detail,
+        };
+        let handle = expression
+            .start()
+            .map_err(|e| failure(ErrorKind::Spawn, format!("could not start ttn-lw-cli: {e}")))?;
+        let output = match handle.wait_timeout(self.timeout) {
+            Ok(Some(output)) => output.clone(),
+            Ok(None) => {
+                let _ = handle.kill();
+                return Err(failure(
+                    ErrorKind::Timeout,
+                    format!("no answer within {}s", self.timeout.as_secs()),
+                ));
+            }
+            Err(e) => return Err(failure(ErrorKind::Spawn, format!("waiting failed: {e}"))),
+        };
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if output.status.success() {
+            return Ok(Output {
+                stdout: output.stdout,
+                stderr,
+            });
+        }
+        Err(CliError::from_failure(
+            rendered,
+            output.status.code(),
+            &stderr,
+        ))
+    }
+
+    /// Runs a command with the terminal passed through (interactive OAuth login).
+    pub fn run_interactive(&self, invocation: &Invocation) -> Result<()> {
+        let rendered = self.render(invocation);
+        if self.echo {
+            eprintln!("$ {rendered}");
+        }
+        let mut command = std::process::Command::new(&self.path);
+        command.args(invocation.argv());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("TTN_LW_") {
+                command.env_remove(key);
+            }
+        }
+        command.envs(FIXED_ENV);
+        let status = command
+            .status()
+            .with_context(|| format!("could not start `{rendered}`"))?;
+        if !status.success() {
+            bail!(
+                "`{rendered}` failed (exit status {})",
+                status
+                    .code()
+                    .map_or_else(|| "killed".to_string(), |c| c.to_string())
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs a command that needs no config file (`version`).
+    fn run_plain(&self, args: &[&str]) -> Result<Vec<u8>> {
+        let output = duct::cmd(&self.path, args)
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()?;
+        if !output.status.success() {
+            bail!(
+                "exit status {}: {}",
+                output.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(output.stdout)
+    }
+}
+
+/// POSIX shell quoting of one word.
+pub fn quote(word: &str) -> String {
+    shlex::try_quote(word)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| format!("'{}'", word.replace('\0', "")))
+}
+
+/// Where a call's stdin comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stdin {
+    /// `/dev/null`: an open, empty pipe makes the real CLI wait forever.
+    Null,
+    /// Exactly one device document, for `end-devices create`.
+    File(PathBuf),
+}
+
+/// One `ttn-lw-cli` call: always exactly one `-c <config>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub config: PathBuf,
+    pub args: Vec<String>,
+    pub stdin: Stdin,
+    /// Where the tool saves stdout; shown as `> file` in the shell line.
+    pub stdout_to: Option<PathBuf>,
+    /// Working directory of the call (`use` writes its file there).
+    pub dir: Option<PathBuf>,
+}
+
+impl Invocation {
+    pub fn new(config: &Path, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Invocation {
+            config: config.to_path_buf(),
+            args: args.into_iter().map(Into::into).collect(),
+            stdin: Stdin::Null,
+            stdout_to: None,
+            dir: None,
+        }
+    }
+
+    pub fn in_dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+
+    pub fn stdin_file(mut self, path: &Path) -> Self {
+        self.stdin = Stdin::File(path.to_path_buf());
+        self
+    }
+
+    pub fn stdout_to(mut self, path: &Path) -> Self {
+        self.stdout_to = Some(path.to_path_buf());
+        self
+    }
+
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec!["-c".to_string(), self.config.display().to_string()];
+        argv.extend(self.args.iter().cloned());
+        argv
+    }
+}
+
+/// What a successful call printed.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// `major.minor.patch` of ttn-lw-cli.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    pub fn from_version_output(text: &str) -> Option<Version> {
+        let line = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Version:"))?;
+        Version::parse(line.trim())
+    }
+
+    /// Parses `3.32.1`, `v3.32.1` or `3.32.1-dev`.
+    pub fn parse(text: &str) -> Option<Version> {
+        let text = text.trim().trim_start_matches('v');
+        let core = text.split(['-', '+', ' ']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u32>());
+        let major = parts.next()?.ok()?;
+        let minor = parts.next()?.ok()?;
+        let patch = parts.next().unwrap_or(Ok(0)).ok()?;
+        Some(Version(major, minor, patch))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// What kind of failure a call ended in; callers decide on retry and rollback from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    Unauthenticated,
+    UnknownHost,
+    PermissionDenied,
+    /// Connection refused, unavailable, deadline exceeded: the call may not have reached the
+    /// server, or its answer was lost.
+    Transport,
+    RateLimited,
+    /// The call did not answer within the timeout and was killed.
+    Timeout,
+    /// The document or a flag was rejected.
+    Invalid,
+    /// The binary could not be started.
+    Spawn,
+    Other,
+}
+
+impl ErrorKind {
+    /// Worth repeating after a pause, if the step is safe to repeat.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Transport | Self::RateLimited | Self::Timeout)
+    }
+
+    fn classify(name: &str, first_line: &str) -> ErrorKind {
+        match name {
+            "id_taken" | "end_device_euis_taken" | "already_exists" => Self::AlreadyExists,
+            "unknown_host" => Self::UnknownHost,
+            "unauthenticated" | "api_key_not_found" | "token_expired" | "oauth_token_expired" => {
+                Self::Unauthenticated
+            }
+            "no_application_rights" | "permission_denied" => Self::PermissionDenied,
+            n if n.starts_with("insufficient_") => Self::PermissionDenied,
+            "unavailable" | "deadline_exceeded" | "connection_refused" | "canceled" => {
+                Self::Transport
+            }
+            "rate_limit_exceeded" | "resource_exhausted" => Self::RateLimited,
+            "field_value" | "validation" | "json_token" | "invalid_argument" => Self::Invalid,
+            n if n.ends_with("not_found") => Self::NotFound,
+            n if n.starts_with("invalid_") || n.ends_with("_mismatch") => Self::Invalid,
+            "" => {
+                let lower = first_line.to_ascii_lowercase();
+                if lower.starts_with("oauth2:") {
+                    Self::Unauthenticated
+                } else if [
+                    "connection refused",
+                    "i/o timeout",
+                    "no such host",
+                    "transport",
+                    "connection reset",
+                ]
+                .iter()
+                .any(|needle| lower.contains(needle))
+                {
+                    Self::Transport
+                } else if lower.starts_with("unknown flag")
+                    || lower.starts_with("unknown shorthand flag")
+                    || lower.starts_with("flag needs an argument")
+                    || lower.starts_with("invalid argument")
+                    || lower.starts_with("unknown command")
+                {
+                    Self::Invalid
+                } else {
+                    Self::Other
+                }
+            }
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The first `error:<namespace>:<name> (<message>)` line of a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtsError {
+    pub namespace: String,
+    pub name: String,
+    pub message: String,
+}
+
+impl TtsError {
+    pub fn parse(line: &str) -> Option<TtsError> {
+        let rest = line.trim().strip_prefix("error:")?;
+        let (id, message) = match rest.find(" (") {
+            Some(i) => (
+                &rest[..i],
+                rest[i + 2..].strip_suffix(')').unwrap_or(&rest[i + 2..]),
+            ),
+            None => (rest, ""),
+        };
+        let (namespace, name) = id.rsplit_once(':')?;
+        Some(TtsError {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            message: message.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for TtsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "error:{}:{} ({})",
+            self.namespace, self.name, self.message
+        )
+    }
+}
+
+/// A failed ttn-lw-cli call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`{command}` failed: {detail}")]
+pub struct CliError {
+    pub kind: ErrorKind,
+    /// The shell line that failed (never holds keys).
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub error: Option<TtsError>,
+    /// The first error line, or a description.
+    pub detail: String,
+}
+
+impl CliError {
+    fn from_failure(command: String, exit_code: Option<i32>, stderr: &str) -> CliError {
+        let error = stderr.lines().find_map(TtsError::parse);
+        let first_line = stderr
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("error:"))
+            .or_else(|| stderr.lines().map(str::trim).find(|l| !is_log_line(l)))
+            .unwrap_or("")
+            .to_string();
+        let name = error.as_ref().map_or("", |e| e.name.as_str());
+        let mut kind = ErrorKind::classify(name, &first_line);
+        if exit_code == Some(130) && error.is_none() {
+            kind = ErrorKind::Transport;
+        }
+        let detail = match (&error, exit_code) {
+            (_, _) if !first_line.is_empty() => {
+                format!("{first_line} (exit status {})", exit_text(exit_code))
+            }
+            (_, _) => format!("exit status {} with no error message", exit_text(exit_code)),
+        };
+        CliError {
+            kind,
+            command,
+            exit_code,
+            error,
+            detail,
+        }
+    }
+}
+
+fn exit_text(code: Option<i32>) -> String {
+    code.map_or_else(|| "none: killed by a signal".to_string(), |c| c.to_string())
+}
+
+/// A zap console log line: `LEVEL<TAB>message`.
+pub fn is_log_line(line: &str) -> bool {
+    ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+        .iter()
+        .any(|level| {
+            line.strip_prefix(level)
+                .is_some_and(|rest| rest.starts_with('\t') || rest.starts_with(' '))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_error_line_of_an_error_block() {
+        let e = TtsError::parse("error:pkg/util/store:id_taken (ID already taken, choose a different one and try again)").unwrap();
+        assert_eq!(e.namespace, "pkg/util/store");
+        assert_eq!(e.name, "id_taken");
+        assert_eq!(
+            e.message,
+            "ID already taken, choose a different one and try again"
+        );
+        let e = TtsError::parse(
+            "error:cmd/ttn-lw-cli/commands:unknown_host (unknown host `x` for current credentials)",
+        )
+        .unwrap();
+        assert_eq!(e.namespace, "cmd/ttn-lw-cli/commands");
+        assert_eq!(e.name, "unknown_host");
+        assert!(TtsError::parse("INFO\tsomething").is_none());
+    }
+
+    #[test]
+    fn classifies_failures_by_error_name() {
+        let kind = |stderr: &str| CliError::from_failure("x".into(), Some(255), stderr).kind;
+        assert_eq!(kind("error:pkg/identityserver/store:end_device_not_found (end device with id `d` not found in application with id `a`)\n    correlation_id=0123"), ErrorKind::NotFound);
+        assert_eq!(
+            kind("error:pkg/util/store:id_taken (ID already taken)\n--- error:pkg/util/store:already_exists (already exists)"),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(kind("error:pkg/identityserver:end_device_euis_taken (an end device with JoinEUI `1` and DevEUI `2` is already registered as `d` in application `a`)"), ErrorKind::AlreadyExists);
+        assert_eq!(kind("error:cmd/ttn-lw-cli/commands:unauthenticated (not authenticated with either API key or OAuth access token)"), ErrorKind::Unauthenticated);
+        assert_eq!(kind("ERROR\tFound an unknown host\nerror:cmd/ttn-lw-cli/commands:unknown_host (unknown host `h` for current credentials)"), ErrorKind::UnknownHost);
+        assert_eq!(
+            kind("error:pkg/auth/rights:no_application_rights (no rights for application `a`)"),
+            ErrorKind::PermissionDenied
+        );
+        assert_eq!(kind("error:pkg/auth/rights:insufficient_application_rights (insufficient rights for application `a`)\n    missing=RIGHT_APPLICATION_DEVICES_WRITE_KEYS"), ErrorKind::PermissionDenied);
+        assert_eq!(
+            kind("error:pkg/ratelimit:rate_limit_exceeded (rate limit exceeded)"),
+            ErrorKind::RateLimited
+        );
+        assert_eq!(
+            kind("error:pkg/errors:unavailable (service unavailable)"),
+            ErrorKind::Transport
+        );
+        assert_eq!(
+            kind("rpc error: dial tcp 1.2.3.4:8884: i/o timeout"),
+            ErrorKind::Transport
+        );
+        assert_eq!(kind("unknown flag: --bogus"), ErrorKind::Invalid);
+        assert_eq!(
+            kind("error:pkg/joinserver:field_value (invalid value of field `ids.dev_addr`)"),
+            ErrorKind::Invalid
+        );
+        assert_eq!(kind(""), ErrorKind::Other);
+    }
+
+    #[test]
+    fn error_detail_is_the_first_error_line_not_the_log_noise() {
+        let e = CliError::from_failure(
+            "cmd".into(),
+            Some(255),
+            "INFO\tTelemetry is enabled\nERROR\tCould not create end device, rolling back...\nerror:pkg/joinserver:field_value (invalid value of field `ids.dev_addr`)\n    field=ids.dev_addr\n    correlation_id=abc\n",
+        );
+        assert_eq!(
+            e.detail,
+            "error:pkg/joinserver:field_value (invalid value of field `ids.dev_addr`) (exit status 255)"
+        );
+        assert_eq!(e.error.unwrap().name, "field_value");
+    }
+
+    #[test]
+    fn parses_versions() {
+        let out = "The Things Network Command-line Interface: ttn-lw-cli\nVersion:             3.32.1\nGo version:          go1.23.2\n";
+        assert_eq!(Version::from_version_output(out), Some(Version(3, 32, 1)));
+        assert_eq!(Version::parse("v3.11.3-dev"), Some(Version(3, 11, 3)));
+        assert!(Version(3, 11, 9) < MIN_VERSION);
+        assert_eq!(Version::from_version_output("no version here"), None);
+    }
+
+    #[test]
+    fn renders_copy_pasteable_lines() {
+        let cli = TtnLwCli::new(PathBuf::from("/usr/bin/ttn-lw-cli"), "ttn-lw-cli".into());
+        let get = Invocation::new(
+            Path::new("/home/op/my profiles/ce.yml"),
+            ["end-devices", "get", "--application-id", "app-1"],
+        )
+        .stdout_to(Path::new("/tmp/w/dev's export.json"));
+        assert_eq!(
+            cli.render(&get),
+            "ttn-lw-cli -c '/home/op/my profiles/ce.yml' end-devices get --application-id app-1 > \"/tmp/w/dev's export.json\""
+        );
+        let create = Invocation::new(Path::new("/c.yml"), ["end-devices", "create"])
+            .stdin_file(Path::new("/w/import.json"));
+        assert_eq!(
+            cli.render(&create),
+            "ttn-lw-cli -c /c.yml end-devices create < /w/import.json"
+        );
+    }
+
+    #[test]
+    fn quoted_lines_split_back_into_the_same_words() {
+        for word in [
+            "plain",
+            "with space",
+            "it's",
+            "$HOME",
+            "a\"b",
+            "*",
+            "",
+            "new\nline",
+        ] {
+            assert_eq!(shlex::split(&quote(word)).unwrap(), vec![word.to_string()]);
+        }
+    }
+}

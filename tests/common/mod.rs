@@ -1,0 +1,317 @@
+//! A small builder that runs the real `ttn-session-migrate` binary against the ttn-lw-cli test
+//! double, in a temporary directory, so each test reads like a usage example:
+//!
+//! ```ignore
+//! let env = Env::new().with_profiles();
+//! env.seed_ce("otaa-eu1");
+//! env.run(&["migrate", "app-1", "dev-1", "--yes"]).success();
+//! ```
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+pub use ttn_lw_cli_double::{DoubleState, Fault};
+
+pub const CE: &str = "eu1.cloud.thethings.network";
+pub const CLOUD: &str = "acme.eu1.cloud.thethings.industries";
+pub const APP: &str = "app-1";
+
+/// The `target/debug` directory holding both binaries.
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_ttn-session-migrate"))
+        .parent()
+        .expect("binary has a directory")
+        .to_path_buf()
+}
+
+/// One operator's machine: a home directory, the double on PATH, its state, and the profiles.
+pub struct Env {
+    dir: tempfile::TempDir,
+    pub state: DoubleState,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let double = target_dir().join("ttn-lw-cli");
+        assert!(
+            double.is_file(),
+            "the test double {} is missing: run `cargo test --workspace`",
+            double.display()
+        );
+        std::os::unix::fs::symlink(&double, bin.join("ttn-lw-cli")).unwrap();
+        std::fs::create_dir_all(dir.path().join("home/.config")).unwrap();
+        std::fs::create_dir_all(dir.path().join("cwd")).unwrap();
+        let state = DoubleState::new(dir.path().join("state"));
+        state.add_application(CE, APP);
+        state.add_application(CLOUD, APP);
+        Env { dir, state }
+    }
+
+    /// `ce` and `cloud` profiles, created and logged in through the tool itself.
+    pub fn with_profiles(self) -> Env {
+        self.run(&["profile", "add", "ce", "--host", CE]).success();
+        self.run(&["profile", "add", "cloud", "--host", CLOUD])
+            .success();
+        self.run(&["login", "ce", "--api-key", "NNSXS.CE.SECRET"])
+            .success();
+        self.run(&["login", "cloud", "--api-key", "NNSXS.CLOUD.SECRET"])
+            .success();
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The working directory the tool runs in.
+    pub fn cwd(&self) -> PathBuf {
+        self.dir.path().join("cwd")
+    }
+
+    pub fn bin_dir(&self) -> PathBuf {
+        self.dir.path().join("bin")
+    }
+
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join("home/.config/ttn-session-migrate/profiles")
+    }
+
+    pub fn profile(&self, name: &str) -> PathBuf {
+        self.profiles_dir().join(format!("{name}.yml"))
+    }
+
+    /// Seeds a device fixture on Community Edition under `app-1`, with the given device ID.
+    pub fn seed_ce(&self, fixture: &str, device_id: &str) -> Value {
+        let mut device = DoubleState::fixture(fixture);
+        device["ids"]["device_id"] = Value::String(device_id.into());
+        device["ids"]["application_ids"]["application_id"] = Value::String(APP.into());
+        self.state.put_device(CE, &device);
+        device
+    }
+
+    pub fn on_ce(&self, device_id: &str) -> Option<Value> {
+        self.state.device(CE, APP, device_id)
+    }
+
+    pub fn on_cloud(&self, device_id: &str) -> Option<Value> {
+        self.state.device(CLOUD, APP, device_id)
+    }
+
+    /// The commands the double saw, as `command` names, without the set-up calls.
+    pub fn writes(&self) -> Vec<String> {
+        self.state
+            .calls()
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    c.command.as_str(),
+                    "end-devices create" | "end-devices delete" | "end-devices set"
+                )
+            })
+            .map(|c| c.command)
+            .collect()
+    }
+
+    pub fn cmd(&self) -> Test {
+        Test::new(self)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.cmd().args(args).run()
+    }
+}
+
+pub struct Test {
+    command: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Test {
+    fn new(env: &Env) -> Test {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ttn-session-migrate"));
+        let path = format!(
+            "{}:{}",
+            env.bin_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        command
+            .current_dir(env.cwd())
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", env.root().join("home"))
+            .env("XDG_CONFIG_HOME", env.root().join("home/.config"))
+            .env("TTN_DOUBLE_STATE", env.state.root())
+            .env("NO_COLOR", "1");
+        Test {
+            command,
+            stdin: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Test {
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Test {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Test {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Test {
+        self.command.env_remove(key);
+        self
+    }
+
+    pub fn stdin(mut self, input: &str) -> Test {
+        self.stdin = Some(input.as_bytes().to_vec());
+        self
+    }
+
+    pub fn spawn(mut self) -> std::process::Child {
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.command.spawn().expect("spawn ttn-session-migrate")
+    }
+
+    pub fn run(mut self) -> Run {
+        use std::io::Write;
+        self.command
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.command.spawn().expect("spawn ttn-session-migrate");
+        if let Some(input) = self.stdin.take() {
+            child.stdin.take().unwrap().write_all(&input).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// What a run printed, with assertions that show everything when they fail.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert_eq!(self.code, Some(0), "expected success:\n{self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn failure(self) -> Run {
+        assert_eq!(self.code, Some(1), "expected exit status 1:\n{self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn code(self, code: i32) -> Run {
+        assert_eq!(self.code, Some(code), "expected exit status {code}:\n{self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(self, needle: &str) -> Run {
+        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}:\n{self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(self, needle: &str) -> Run {
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{self:#?}");
+        self
+    }
+
+    /// No Rust debug formatting reaches the operator.
+    #[track_caller]
+    pub fn clean_errors(self) -> Run {
+        for needle in ["Os {", "Error {", "panicked", "RUST_BACKTRACE"] {
+            assert!(
+                !self.stderr.contains(needle) && !self.stdout.contains(needle),
+                "debug formatting {needle:?} in output:\n{self:#?}"
+            );
+        }
+        self
+    }
+
+    /// No key of the device reaches the terminal.
+    #[track_caller]
+    pub fn no_keys_of(self, device: &Value) -> Run {
+        for key in keys_of(device) {
+            assert!(
+                !self.stdout.contains(&key) && !self.stderr.contains(&key),
+                "a key was printed:\n{self:#?}"
+            );
+        }
+        self
+    }
+}
+
+/// Every `key` value (hex keys) in a device document.
+pub fn keys_of(doc: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    fn walk(v: &Value, keys: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if k == "key" {
+                        if let Some(s) = v.as_str() {
+                            keys.push(s.to_string());
+                        }
+                    }
+                    walk(v, keys);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, keys)),
+            _ => {}
+        }
+    }
+    walk(doc, &mut keys);
+    keys
+}
+
+/// The session fields that must survive a migration.
+pub fn session_of(doc: &Value) -> Value {
+    let pick = |p: &str| doc.pointer(p).cloned().unwrap_or(Value::Null);
+    serde_json::json!({
+        "dev_addr": pick("/session/dev_addr"),
+        "session_key_id": pick("/session/keys/session_key_id"),
+        "f_nwk_s_int_key": pick("/session/keys/f_nwk_s_int_key/key"),
+        "s_nwk_s_int_key": pick("/session/keys/s_nwk_s_int_key/key"),
+        "nwk_s_enc_key": pick("/session/keys/nwk_s_enc_key/key"),
+        "app_s_key": pick("/session/keys/app_s_key/key"),
+        "last_f_cnt_up": pick("/session/last_f_cnt_up"),
+        "last_n_f_cnt_down": pick("/session/last_n_f_cnt_down"),
+        "last_a_f_cnt_down": pick("/session/last_a_f_cnt_down"),
+        "app_key": pick("/root_keys/app_key/key"),
+        "mac_state": pick("/mac_state"),
+    })
+}

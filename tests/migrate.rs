@@ -1,0 +1,286 @@
+//! `migrate`: one device end to end against the ttn-lw-cli test double.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const OTAA_EXPORT: &str = "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --root-keys --mac-settings --mac-state --session";
+const ABP_EXPORT: &str = "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --mac-settings --mac-state --session";
+
+/// The argv of every call after the first `skip`, without `-c <file>`, as one line each.
+fn call_lines(env: &Env, skip: usize) -> Vec<String> {
+    env.state
+        .calls()
+        .into_iter()
+        .skip(skip)
+        .map(|c| {
+            let mut argv = c.argv.clone();
+            if let Some(i) = argv.iter().position(|a| a == "-c") {
+                argv.drain(i..i + 2);
+            }
+            argv.join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn an_otaa_device_moves_with_its_session() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    let before = env.state.calls().len();
+
+    let run = env
+        .run(&["migrate", "app-1", "dev-1", "--yes"])
+        .success()
+        .stdout_has("dev-1  OTAA  DevAddr")
+        .stdout_has("migrated, session verified")
+        .no_keys_of(&seeded);
+
+    assert!(env.on_ce("dev-1").is_none(), "still on the source");
+    let moved = env.on_cloud("dev-1").expect("on the target");
+    assert_eq!(session_of(&moved), session_of(&seeded));
+    assert_eq!(moved["ids"]["dev_eui"], seeded["ids"]["dev_eui"]);
+    // The target filled in its own addresses (--defaults).
+    assert_eq!(moved["network_server_address"], Value::String(CLOUD.into()));
+
+    let lines = call_lines(&env, before);
+    assert!(lines.contains(&OTAA_EXPORT.to_string()), "{lines:#?}");
+    assert_eq!(env.writes(), ["end-devices delete", "end-devices create"], "{run:?}");
+    assert!(lines.contains(&"end-devices delete --application-id app-1 --device-id dev-1".to_string()));
+    assert!(lines.contains(&"end-devices create --application-id app-1".to_string()));
+}
+
+#[test]
+fn an_abp_device_is_exported_without_root_keys() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("abp-eu1", "dev-1");
+    let before = env.state.calls().len();
+
+    env.run(&["migrate", "app-1", "dev-1", "--yes"])
+        .success()
+        .stdout_has("dev-1  ABP  DevAddr")
+        .no_keys_of(&seeded);
+
+    assert!(env.on_ce("dev-1").is_none());
+    let moved = env.on_cloud("dev-1").expect("on the target");
+    assert_eq!(session_of(&moved), session_of(&seeded));
+    let lines = call_lines(&env, before);
+    assert!(lines.contains(&ABP_EXPORT.to_string()), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("--root-keys")));
+    assert_eq!(env.writes(), ["end-devices delete", "end-devices create"]);
+}
+
+#[test]
+fn the_export_and_import_documents_are_kept_private_in_the_work_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .success();
+    let dir = env.cwd().join("w/dev-1");
+    for file in ["export.json", "import.json", "created.json", "journal.json"] {
+        let mode = std::fs::metadata(dir.join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let import: Value = serde_json::from_slice(&std::fs::read(dir.join("import.json")).unwrap()).unwrap();
+    for stripped in ["network_server_address", "application_server_address", "join_server_address"] {
+        assert!(import.get(stripped).is_none(), "{stripped}");
+    }
+    assert!(import["ids"].get("dev_addr").is_none());
+    assert!(import["session"].get("dev_addr").is_some());
+}
+
+#[test]
+fn to_application_puts_the_device_in_another_target_application() {
+    let env = Env::new().with_profiles();
+    env.state.add_application(CLOUD, "new-app");
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&["migrate", "app-1", "dev-1", "--to-application", "new-app", "--yes"])
+        .success();
+    let moved = env.state.device(CLOUD, "new-app", "dev-1").expect("in new-app");
+    assert_eq!(moved["ids"]["application_ids"]["application_id"], "new-app");
+    assert_eq!(session_of(&moved), session_of(&seeded));
+    assert!(env.on_cloud("dev-1").is_none());
+}
+
+#[test]
+fn a_dry_run_changes_nothing_and_prints_what_the_real_run_does() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    let snapshot = env.state.snapshot();
+    let before = env.state.calls().len();
+
+    let dry = env
+        .run(&["migrate", "app-1", "dev-1", "--dry-run", "--work-dir", "w"])
+        .success()
+        .stdout_has("# rewrite ")
+        .stdout_has("remove join_server_address, network_server_address, application_server_address, ids.dev_addr");
+    assert_eq!(env.state.snapshot(), snapshot, "a dry run changed a deployment");
+    assert!(env.writes().is_empty());
+    assert!(!env.cwd().join("w").exists(), "a dry run wrote the work directory");
+
+    let printed: Vec<Vec<String>> = dry
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let command = l.split("  # ").next().unwrap();
+            let command = command.split(" < ").next().unwrap().split(" > ").next().unwrap();
+            shlex::split(command).expect("a valid shell line")
+        })
+        .collect();
+    let ran_in_dry_run = env.state.calls().len();
+
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .success();
+    let real: Vec<Vec<String>> = env
+        .state
+        .calls()
+        .into_iter()
+        .skip(ran_in_dry_run)
+        .filter(|c| c.command != "version")
+        .map(|c| {
+            let mut argv = vec!["ttn-lw-cli".to_string()];
+            argv.extend(c.argv);
+            argv
+        })
+        .collect();
+    assert_eq!(printed, real);
+    assert!(ran_in_dry_run > before);
+}
+
+fn assert_refused(fixture: &str, reason: &str) {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce(fixture, "dev-1");
+    env.run(&["migrate", "app-1", "dev-1", "--yes"])
+        .failure()
+        .stdout_has("export refused, nothing was deleted")
+        .stdout_has(reason)
+        .clean_errors()
+        .no_keys_of(&seeded);
+    assert_eq!(env.on_ce("dev-1"), Some(seeded), "the source device changed");
+    assert!(env.on_cloud("dev-1").is_none());
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+#[test]
+fn a_device_on_another_cluster_is_refused() {
+    assert_refused("otaa-nam1", "registered on nam1.cloud.thethings.network");
+}
+
+#[test]
+fn a_device_without_a_session_is_refused() {
+    assert_refused("otaa-pending-session", "pending_session");
+}
+
+#[test]
+fn a_device_without_mac_state_is_refused() {
+    assert_refused("otaa-no-mac-state", "lacks mac_state");
+}
+
+#[test]
+fn an_encrypted_app_s_key_is_refused() {
+    assert_refused("otaa-encrypted-appskey", "AppSKey encrypted");
+}
+
+#[test]
+fn a_device_id_taken_on_the_target_is_caught_before_the_delete() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    let mut other = DoubleState::fixture("abp-eu1");
+    other["ids"]["device_id"] = "dev-1".into();
+    other["ids"]["application_ids"]["application_id"] = APP.into();
+    env.state.put_device(CLOUD, &other);
+
+    env.run(&["migrate", "app-1", "dev-1", "--yes"])
+        .failure()
+        .stdout_has("conflict")
+        .clean_errors();
+    assert_eq!(env.on_ce("dev-1"), Some(seeded));
+    assert_eq!(env.on_cloud("dev-1"), Some(other));
+    assert!(env.writes().is_empty());
+}
+
+#[test]
+fn an_id_taken_at_import_time_puts_the_device_back_on_the_source() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.state.add_fault(
+        Fault::error(
+            "end-devices create",
+            "pkg/util/store",
+            "id_taken",
+            "ID already taken, choose a different one and try again",
+        )
+        .on(CLOUD)
+        .nth(1),
+    );
+    env.run(&["migrate", "app-1", "dev-1", "--yes"])
+        .failure()
+        .stdout_has("rolled back to the source")
+        .clean_errors();
+    let back = env.on_ce("dev-1").expect("back on the source");
+    assert_eq!(session_of(&back), session_of(&seeded));
+    assert!(env.on_cloud("dev-1").is_none());
+}
+
+#[test]
+fn bad_input_runs_nothing() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    let before = env.state.calls().len();
+    let cases: &[(&[&str], &str)] = &[
+        (&["migrate", "App_1", "dev-1", "--yes"], "invalid application ID `App_1`"),
+        (&["migrate", "app-1", "dev-1", "x", "-bad-", "--yes"], "invalid device ID `x`"),
+        (&["migrate", "app-1", "dev-1", "--to-application", "a", "--yes"], "invalid target application ID"),
+        (&["migrate", "app-1", "dev-1", "--from", "nope", "--yes"], "profile `nope` does not exist"),
+        (&["migrate", "app-1", "dev-1", "--to", "/missing/cloud.yml", "--yes"], "config file /missing/cloud.yml does not exist"),
+    ];
+    for (args, message) in cases {
+        env.run(args).failure().stderr_has(message).clean_errors();
+    }
+    let run = env.run(&["migrate", "app-1", "dev-1", "x", "-bad-", "--yes"]);
+    assert!(run.stderr.contains("`-bad-`"), "every bad ID is named: {run:?}");
+    assert_eq!(env.state.calls().len(), before, "a command ran");
+    env.run(&["migrate", "app-1", "dev-1", "--bogus"]).code(2);
+}
+
+#[test]
+fn without_a_terminal_and_without_yes_nothing_is_deleted() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&["migrate", "app-1", "dev-1"])
+        .failure()
+        .stderr_has("Pass --yes");
+    assert_eq!(env.on_ce("dev-1"), Some(seeded));
+    assert!(env.writes().is_empty());
+}
+
+#[test]
+fn inherited_ttn_lw_variables_never_reach_ttn_lw_cli() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    let before = env.state.calls().len();
+    env.cmd()
+        .args(&["migrate", "app-1", "dev-1", "--yes"])
+        .env("TTN_LW_NETWORK_SERVER_GRPC_ADDRESS", "evil.example.com:8884")
+        .env("TTN_LW_CREDENTIALS_ID", "someone-else")
+        .run()
+        .success();
+    for call in env.state.calls().into_iter().skip(before) {
+        let mut seen = call.ttn_lw_env.clone();
+        seen.sort();
+        assert_eq!(
+            seen,
+            ["TTN_LW_SKIP_VERSION_CHECK=true", "TTN_LW_TELEMETRY_ENABLE=false"],
+            "{}",
+            call.command
+        );
+        let expected_stdin = if call.command == "end-devices create" { "file" } else { "null" };
+        assert_eq!(call.stdin, expected_stdin, "{}", call.command);
+        if call.command != "version" {
+            assert_eq!(call.argv.iter().filter(|a| *a == "-c").count(), 1, "{:?}", call.argv);
+        }
+    }
+}

@@ -113,9 +113,8 @@ impl DeviceExport {
     /// export call logged: exit status 0 alone does not prove the export is complete.
     pub fn validate(&self, mode: ActivationMode, stderr: &str) -> Result<(), ExportProblem> {
         let doc = &self.doc;
-        let registered = text_at(doc, "network_server_address").map(str::to_string);
-        if stderr.lines().any(|l| l.contains("Deselecting")) {
-            return Err(ExportProblem::WrongCluster { registered });
+        if let Some(problem) = wrong_cluster(doc, stderr) {
+            return Err(problem);
         }
         let errors: Vec<&str> = stderr
             .lines()
@@ -168,6 +167,24 @@ impl DeviceExport {
     pub fn session_summary(&self) -> SessionSummary {
         SessionSummary::of(&self.doc)
     }
+}
+
+/// ttn-lw-cli silently leaves out the fields of a server whose address differs from its
+/// config, with a `Deselecting … paths` warning: the device is on another cluster.
+pub fn wrong_cluster(doc: &Value, stderr: &str) -> Option<ExportProblem> {
+    if !stderr.lines().any(|l| l.contains("Deselecting")) {
+        return None;
+    }
+    // `WARN<TAB>Registered Network Server address … does not match CLI configuration<TAB>{…}`
+    let from_log = stderr
+        .lines()
+        .filter(|l| l.contains("does not match CLI configuration"))
+        .filter_map(|l| l.rsplit('\t').next())
+        .filter_map(|fields| serde_json::from_str::<Value>(fields).ok())
+        .find_map(|fields| fields.get("registered")?.as_str().map(str::to_string));
+    let registered =
+        from_log.or_else(|| text_at(doc, "network_server_address").map(str::to_string));
+    Some(ExportProblem::WrongCluster { registered })
 }
 
 /// Why an export cannot be migrated. Each names what is missing and what to do.
@@ -487,6 +504,11 @@ mod tests {
         assert!(matches!(
             export(otaa_export()).validate(ActivationMode::Otaa, deselected),
             Err(ExportProblem::WrongCluster { registered: Some(h) }) if h == "eu1.cloud.thethings.network"
+        ));
+        let with_fields = "WARN\tRegistered Network Server address of end device \"dev-1\" does not match CLI configuration\t{\"configured\": \"eu1.cloud.thethings.network\", \"registered\": \"nam1.cloud.thethings.network\"}\nWARN\tDeselecting Network Server paths\n";
+        assert!(matches!(
+            export(json!({"ids": {}})).validate(ActivationMode::Otaa, with_fields),
+            Err(ExportProblem::WrongCluster { registered: Some(h) }) if h == "nam1.cloud.thethings.network"
         ));
         let mut doc = otaa_export();
         doc.as_object_mut().unwrap().shift_remove("mac_state");

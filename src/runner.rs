@@ -418,6 +418,11 @@ impl Runner<'_> {
                     "ttn-lw-cli printed something that is not JSON ({e})"
                 ))
             })?;
+            if let Some(problem) = crate::device::wrong_cluster(&doc, &output.stderr) {
+                return Err(Stop::new(format!(
+                    "export refused, nothing was deleted: {problem}"
+                )));
+            }
             let detected = ActivationMode::of(&doc);
             mode = Some(mode.unwrap_or(detected));
             schedule_downlinks_before = Some(

@@ -198,14 +198,7 @@ impl TtnLwCli {
             Stdin::Null => expression.stdin_null(),
             Stdin::File(path) => expression.stdin_path(path),
         };
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("TTN_LW_") {
-                expression = expression.env_remove(key);
-            }
-        }
-        for (key, value) in FIXED_ENV {
-            expression = expression.env(key, value);
-        }
+        expression = scrub_environment(expression);
 
         let failure = |kind, detail: String| CliError {
             kind,
@@ -272,7 +265,7 @@ impl TtnLwCli {
 
     /// Runs a command that needs no config file (`version`).
     fn run_plain(&self, args: &[&str]) -> Result<Vec<u8>> {
-        let output = duct::cmd(&self.path, args)
+        let output = scrub_environment(duct::cmd(&self.path, args))
             .stdin_null()
             .stdout_capture()
             .stderr_capture()
@@ -287,6 +280,20 @@ impl TtnLwCli {
         }
         Ok(output.stdout)
     }
+}
+
+/// Removes every inherited `TTN_LW_*` variable (they would override the profile's config file)
+/// and sets [`FIXED_ENV`].
+fn scrub_environment(mut expression: duct::Expression) -> duct::Expression {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TTN_LW_") {
+            expression = expression.env_remove(key);
+        }
+    }
+    for (key, value) in FIXED_ENV {
+        expression = expression.env(key, value);
+    }
+    expression
 }
 
 /// POSIX shell quoting of one word.
@@ -430,7 +437,9 @@ impl ErrorKind {
             "field_value" | "validation" | "json_token" | "invalid_argument" => Self::Invalid,
             n if n.ends_with("not_found") => Self::NotFound,
             n if n.starts_with("invalid_") || n.ends_with("_mismatch") => Self::Invalid,
-            "" => {
+            // Plain errors, and gRPC statuses without TTS details (`error:unknown:unknown`):
+            // judge by the text.
+            _ => {
                 let lower = first_line.to_ascii_lowercase();
                 if lower.starts_with("oauth2:") {
                     Self::Unauthenticated
@@ -456,7 +465,6 @@ impl ErrorKind {
                     Self::Other
                 }
             }
-            _ => Self::Other,
         }
     }
 }
@@ -611,6 +619,7 @@ mod tests {
             kind("error:pkg/joinserver:field_value (invalid value of field `ids.dev_addr`)"),
             ErrorKind::Invalid
         );
+        assert_eq!(kind("error:unknown:unknown (connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:8884: connect: connection refused\")"), ErrorKind::Transport);
         assert_eq!(kind(""), ErrorKind::Other);
     }
 

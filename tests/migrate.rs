@@ -46,8 +46,14 @@ fn an_otaa_device_moves_with_its_session() {
 
     let lines = call_lines(&env, before);
     assert!(lines.contains(&OTAA_EXPORT.to_string()), "{lines:#?}");
-    assert_eq!(env.writes(), ["end-devices delete", "end-devices create"], "{run:?}");
-    assert!(lines.contains(&"end-devices delete --application-id app-1 --device-id dev-1".to_string()));
+    assert_eq!(
+        env.writes(),
+        ["end-devices delete", "end-devices create"],
+        "{run:?}"
+    );
+    assert!(
+        lines.contains(&"end-devices delete --application-id app-1 --device-id dev-1".to_string())
+    );
     assert!(lines.contains(&"end-devices create --application-id app-1".to_string()));
 }
 
@@ -80,11 +86,19 @@ fn the_export_and_import_documents_are_kept_private_in_the_work_directory() {
         .success();
     let dir = env.cwd().join("w/dev-1");
     for file in ["export.json", "import.json", "created.json", "journal.json"] {
-        let mode = std::fs::metadata(dir.join(file)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
-    let import: Value = serde_json::from_slice(&std::fs::read(dir.join("import.json")).unwrap()).unwrap();
-    for stripped in ["network_server_address", "application_server_address", "join_server_address"] {
+    let import: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("import.json")).unwrap()).unwrap();
+    for stripped in [
+        "network_server_address",
+        "application_server_address",
+        "join_server_address",
+    ] {
         assert!(import.get(stripped).is_none(), "{stripped}");
     }
     assert!(import["ids"].get("dev_addr").is_none());
@@ -96,9 +110,19 @@ fn to_application_puts_the_device_in_another_target_application() {
     let env = Env::new().with_profiles();
     env.state.add_application(CLOUD, "new-app");
     let seeded = env.seed_ce("otaa-eu1", "dev-1");
-    env.run(&["migrate", "app-1", "dev-1", "--to-application", "new-app", "--yes"])
-        .success();
-    let moved = env.state.device(CLOUD, "new-app", "dev-1").expect("in new-app");
+    env.run(&[
+        "migrate",
+        "app-1",
+        "dev-1",
+        "--to-application",
+        "new-app",
+        "--yes",
+    ])
+    .success();
+    let moved = env
+        .state
+        .device(CLOUD, "new-app", "dev-1")
+        .expect("in new-app");
     assert_eq!(moved["ids"]["application_ids"]["application_id"], "new-app");
     assert_eq!(session_of(&moved), session_of(&seeded));
     assert!(env.on_cloud("dev-1").is_none());
@@ -116,9 +140,16 @@ fn a_dry_run_changes_nothing_and_prints_what_the_real_run_does() {
         .success()
         .stdout_has("# rewrite ")
         .stdout_has("remove join_server_address, network_server_address, application_server_address, ids.dev_addr");
-    assert_eq!(env.state.snapshot(), snapshot, "a dry run changed a deployment");
+    assert_eq!(
+        env.state.snapshot(),
+        snapshot,
+        "a dry run changed a deployment"
+    );
     assert!(env.writes().is_empty());
-    assert!(!env.cwd().join("w").exists(), "a dry run wrote the work directory");
+    assert!(
+        !env.cwd().join("w").exists(),
+        "a dry run wrote the work directory"
+    );
 
     let printed: Vec<Vec<String>> = dry
         .stdout
@@ -126,7 +157,13 @@ fn a_dry_run_changes_nothing_and_prints_what_the_real_run_does() {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let command = l.split("  # ").next().unwrap();
-            let command = command.split(" < ").next().unwrap().split(" > ").next().unwrap();
+            let command = command
+                .split(" < ")
+                .next()
+                .unwrap()
+                .split(" > ")
+                .next()
+                .unwrap();
             shlex::split(command).expect("a valid shell line")
         })
         .collect();
@@ -159,7 +196,11 @@ fn assert_refused(fixture: &str, reason: &str) {
         .stdout_has(reason)
         .clean_errors()
         .no_keys_of(&seeded);
-    assert_eq!(env.on_ce("dev-1"), Some(seeded), "the source device changed");
+    assert_eq!(
+        env.on_ce("dev-1"),
+        Some(seeded),
+        "the source device changed"
+    );
     assert!(env.on_cloud("dev-1").is_none());
     assert!(env.writes().is_empty(), "{:?}", env.writes());
 }
@@ -231,17 +272,49 @@ fn bad_input_runs_nothing() {
     env.seed_ce("otaa-eu1", "dev-1");
     let before = env.state.calls().len();
     let cases: &[(&[&str], &str)] = &[
-        (&["migrate", "App_1", "dev-1", "--yes"], "invalid application ID `App_1`"),
-        (&["migrate", "app-1", "dev-1", "x", "-bad-", "--yes"], "invalid device ID `x`"),
-        (&["migrate", "app-1", "dev-1", "--to-application", "a", "--yes"], "invalid target application ID"),
-        (&["migrate", "app-1", "dev-1", "--from", "nope", "--yes"], "profile `nope` does not exist"),
-        (&["migrate", "app-1", "dev-1", "--to", "/missing/cloud.yml", "--yes"], "config file /missing/cloud.yml does not exist"),
+        (
+            &["migrate", "App_1", "dev-1", "--yes"],
+            "invalid application ID `App_1`",
+        ),
+        (
+            &["migrate", "app-1", "dev-1", "x", "bad_id", "--yes"],
+            "invalid device ID `x`",
+        ),
+        (
+            &[
+                "migrate",
+                "app-1",
+                "dev-1",
+                "--to-application",
+                "a",
+                "--yes",
+            ],
+            "invalid target application ID",
+        ),
+        (
+            &["migrate", "app-1", "dev-1", "--from", "nope", "--yes"],
+            "profile `nope` does not exist",
+        ),
+        (
+            &[
+                "migrate",
+                "app-1",
+                "dev-1",
+                "--to",
+                "/missing/cloud.yml",
+                "--yes",
+            ],
+            "config file /missing/cloud.yml does not exist",
+        ),
     ];
     for (args, message) in cases {
         env.run(args).failure().stderr_has(message).clean_errors();
     }
-    let run = env.run(&["migrate", "app-1", "dev-1", "x", "-bad-", "--yes"]);
-    assert!(run.stderr.contains("`-bad-`"), "every bad ID is named: {run:?}");
+    let run = env.run(&["migrate", "app-1", "dev-1", "x", "bad_id", "--yes"]);
+    assert!(
+        run.stderr.contains("`bad_id`"),
+        "every bad ID is named: {run:?}"
+    );
     assert_eq!(env.state.calls().len(), before, "a command ran");
     env.run(&["migrate", "app-1", "dev-1", "--bogus"]).code(2);
 }
@@ -264,7 +337,10 @@ fn inherited_ttn_lw_variables_never_reach_ttn_lw_cli() {
     let before = env.state.calls().len();
     env.cmd()
         .args(&["migrate", "app-1", "dev-1", "--yes"])
-        .env("TTN_LW_NETWORK_SERVER_GRPC_ADDRESS", "evil.example.com:8884")
+        .env(
+            "TTN_LW_NETWORK_SERVER_GRPC_ADDRESS",
+            "evil.example.com:8884",
+        )
         .env("TTN_LW_CREDENTIALS_ID", "someone-else")
         .run()
         .success();
@@ -273,14 +349,26 @@ fn inherited_ttn_lw_variables_never_reach_ttn_lw_cli() {
         seen.sort();
         assert_eq!(
             seen,
-            ["TTN_LW_SKIP_VERSION_CHECK=true", "TTN_LW_TELEMETRY_ENABLE=false"],
+            [
+                "TTN_LW_SKIP_VERSION_CHECK=true",
+                "TTN_LW_TELEMETRY_ENABLE=false"
+            ],
             "{}",
             call.command
         );
-        let expected_stdin = if call.command == "end-devices create" { "file" } else { "null" };
+        let expected_stdin = if call.command == "end-devices create" {
+            "file"
+        } else {
+            "null"
+        };
         assert_eq!(call.stdin, expected_stdin, "{}", call.command);
         if call.command != "version" {
-            assert_eq!(call.argv.iter().filter(|a| *a == "-c").count(), 1, "{:?}", call.argv);
+            assert_eq!(
+                call.argv.iter().filter(|a| *a == "-c").count(),
+                1,
+                "{:?}",
+                call.argv
+            );
         }
     }
 }

@@ -369,6 +369,13 @@ fn dry_run(cli: &TtnLwCli, migration: &Migration, devices: &[String], work: &Pat
                     .context("ttn-lw-cli printed something that is not JSON")?;
                 let mode = ActivationMode::of(&doc);
                 println!("{}  # ran: {mode}", cli.render(&detect));
+                if let Some(problem) = crate::device::wrong_cluster(&doc, &output.stderr) {
+                    println!(
+                        "# export refused, the real run stops here for this device: {problem}"
+                    );
+                    ok = false;
+                    continue;
+                }
                 mode
             }
         };

@@ -1,0 +1,200 @@
+//! Profiles and login, against the ttn-lw-cli test double.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn profile_add_runs_use_and_keeps_a_credentials_id_per_deployment() {
+    let env = Env::new();
+    env.run(&["profile", "add", "ce", "--host", CE])
+        .success()
+        .stdout_has("Community Edition, cluster eu1");
+    env.run(&["profile", "add", "cloud", "--host", CLOUD])
+        .success()
+        .stdout_has("The Things Stack Cloud, tenant acme, cluster eu1");
+    let ce = std::fs::read_to_string(env.profile("ce")).unwrap();
+    let cloud = std::fs::read_to_string(env.profile("cloud")).unwrap();
+    assert!(ce.contains(&format!("credentials-id: {CE}")), "{ce}");
+    assert!(
+        cloud.contains(&format!("credentials-id: {CLOUD}")),
+        "{cloud}"
+    );
+    // `use` ran in a private directory, never in the operator's.
+    assert!(!env.cwd().join(".ttn-lw-cli.yml").exists());
+    let use_call = env
+        .state
+        .calls()
+        .into_iter()
+        .find(|c| c.command == "use")
+        .expect("use ran");
+    assert_eq!(use_call.argv.iter().filter(|a| *a == "-c").count(), 1);
+
+    env.run(&["profile", "list"])
+        .success()
+        .stdout_has("ce\tThe Things Stack Community Edition, cluster eu1")
+        .stdout_has("cloud\tThe Things Stack Cloud");
+    env.run(&["profile", "show", "cloud"])
+        .success()
+        .stdout_has(&format!("credentials-id: {CLOUD}"));
+}
+
+#[test]
+fn profile_add_copies_an_existing_config_file() {
+    let env = Env::new();
+    let file = env.root().join("my config.yml");
+    std::fs::write(
+        &file,
+        "identity-server-grpc-address: eu1.cloud.thethings.network:8884\nnetwork-server-grpc-address: nam1.cloud.thethings.network:8884\ncredentials-id: mine\n",
+    )
+    .unwrap();
+    env.run(&[
+        "profile",
+        "add",
+        "ce-nam1",
+        "--config",
+        file.to_str().unwrap(),
+    ])
+    .success()
+    .stdout_has("cluster nam1");
+    assert_eq!(
+        std::fs::read(env.profile("ce-nam1")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
+
+#[test]
+fn bad_profiles_get_clear_errors_and_nothing_half_written() {
+    let env = Env::new();
+    env.run(&["profile", "add", "CE", "--host", CE])
+        .failure()
+        .stderr_has("invalid profile name `CE`")
+        .clean_errors();
+    env.run(&["profile", "add", "ce", "--host", "not a host"])
+        .failure()
+        .stderr_has("invalid_hostname")
+        .clean_errors();
+    env.run(&[
+        "profile",
+        "add",
+        "ce",
+        "--host",
+        "eu1.cloud.thethings.industries",
+    ])
+    .failure()
+    .stderr_has("missing_tenant_id")
+    .clean_errors();
+    let broken = env.root().join("broken.yml");
+    std::fs::write(&broken, "identity-server-grpc-address: [").unwrap();
+    env.run(&["profile", "add", "x1", "--config", broken.to_str().unwrap()])
+        .failure()
+        .stderr_has("is not a ttn-lw-cli config file")
+        .clean_errors();
+    env.run(&["profile", "add", "x2", "--config", "/nowhere.yml"])
+        .failure()
+        .stderr_has("could not read /nowhere.yml")
+        .clean_errors();
+    let leftovers: Vec<_> = std::fs::read_dir(env.profiles_dir())
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    env.run(&["profile", "add", "ce", "--host", CE])
+        .failure()
+        .stderr_has("profile `ce` already exists");
+    env.run(&["profile", "remove", "ce"]).success();
+    env.run(&["profile", "show", "ce"])
+        .failure()
+        .stderr_has("profile `ce` does not exist");
+    env.run(&["profile", "add", "ce"]).code(2);
+}
+
+#[test]
+fn login_with_an_api_key_stores_it_in_the_profiles_slot_and_never_prints_it() {
+    let env = Env::new();
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    env.run(&["profile", "add", "cloud", "--host", CLOUD])
+        .success();
+    env.run(&["-v", "login", "ce", "--api-key", "NNSXS.CE.SECRET"])
+        .success()
+        .stdout_has("Logged in to The Things Stack Community Edition")
+        .stderr_has("login --api-key '<api-key>'");
+    env.cmd()
+        .args(&["login", "cloud", "--api-key", "-"])
+        .stdin("NNSXS.CLOUD.SECRET\n")
+        .run()
+        .success();
+    let cache = std::fs::read_to_string(env.state.root().join("auth-cache.json")).unwrap();
+    let cache: serde_json::Value = serde_json::from_str(&cache).unwrap();
+    assert_eq!(cache["by_id"][CE]["api_key"], "NNSXS.CE.SECRET");
+    assert_eq!(cache["by_id"][CLOUD]["api_key"], "NNSXS.CLOUD.SECRET");
+}
+
+#[test]
+fn a_key_the_deployment_does_not_know_is_reported_at_login() {
+    let env = Env::new();
+    env.state.set_deployment(
+        CE,
+        ttn_lw_cli_double::DeploymentSettings::default()
+            .api_key("NNSXS.GOOD.KEY", &["RIGHT_APPLICATION_ALL"]),
+    );
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    env.run(&["login", "ce", "--api-key", "NNSXS.BAD.KEY"])
+        .failure()
+        .stderr_has("api_key_not_found")
+        .clean_errors();
+}
+
+#[test]
+fn a_missing_ttn_lw_cli_names_every_place_looked() {
+    let env = Env::new();
+    env.cmd()
+        .args(&["profile", "add", "ce", "--host", CE])
+        .env("PATH", "/nonexistent")
+        .run()
+        .failure()
+        .stderr_has("--ttn-lw-cli, the TTN_LW_CLI environment variable, and for `ttn-lw-cli` and `tti-lw-cli` on PATH")
+        .stderr_has("Install The Things Stack CLI")
+        .clean_errors();
+    env.cmd()
+        .args(&[
+            "--ttn-lw-cli",
+            "/no/such/ttn-lw-cli",
+            "profile",
+            "add",
+            "ce",
+            "--host",
+            CE,
+        ])
+        .run()
+        .failure()
+        .stderr_has("given by --ttn-lw-cli does not exist")
+        .clean_errors();
+}
+
+#[test]
+fn a_cli_older_than_3_12_is_refused() {
+    let env = Env::new();
+    env.state.set_version("3.11.2");
+    env.run(&["profile", "add", "ce", "--host", CE])
+        .failure()
+        .stderr_has("ttn-lw-cli 3.11.2")
+        .stderr_has("needs 3.12 or newer");
+}
+
+#[test]
+fn profiles_in_a_directory_with_spaces_work() {
+    let env = Env::new();
+    let dir = env.root().join("my profiles");
+    let dir = dir.to_str().unwrap();
+    env.cmd()
+        .args(&["--profiles-dir", dir, "profile", "add", "ce", "--host", CE])
+        .run()
+        .success();
+    env.cmd()
+        .args(&["login", "ce", "--api-key", "NNSXS.A.B"])
+        .env("TTN_SESSION_MIGRATE_PROFILES", dir)
+        .run()
+        .success();
+}

@@ -1,0 +1,524 @@
+//! Never lose a device: the fault-injection matrix, interruption, a full disk, damaged journals,
+//! `resume` and `rollback`, all against the ttn-lw-cli test double.
+//!
+//! Every case ends with the same check: the device is on exactly one deployment, its session
+//! equals the one it had before, and the journal and the tool's last output say where it is.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Fast retries and a short timeout, so hangs and transient faults resolve quickly.
+const FAST: [&str; 6] = ["--timeout", "2", "--retry-delay-ms", "50", "--retries", "3"];
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Detect,
+    Export,
+    Delete,
+    Create,
+    Verify,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FaultKind {
+    Permanent,
+    TransientOnce,
+    Hang,
+    Kill,
+}
+
+/// The ttn-lw-cli call that carries a step: command, deployment, and which matching call.
+fn call_of(step: Step) -> (&'static str, &'static str, u32) {
+    match step {
+        Step::Detect => ("end-devices get", CE, 1),
+        Step::Export => ("end-devices get", CE, 2),
+        Step::Delete => ("end-devices delete", CE, 1),
+        Step::Create => ("end-devices create", CLOUD, 1),
+        // Verification reads the target back when `create`'s answer was lost: the first target
+        // `get` asks whether the device exists, the second reads its session.
+        Step::Verify => ("end-devices get", CLOUD, 2),
+    }
+}
+
+/// Waits until a ttn-lw-cli process of this environment runs `words`.
+fn wait_for_process(env: &Env, words: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let marker = env.profiles_dir().display().to_string();
+    while Instant::now() < deadline {
+        if processes_of(&marker)
+            .iter()
+            .any(|argv| words.iter().all(|w| argv.iter().any(|a| a == w)))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no ttn-lw-cli process ran {words:?}");
+}
+
+/// Waits until no ttn-lw-cli process of this environment is left.
+fn wait_for_no_process(env: &Env) {
+    let marker = env.profiles_dir().display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !processes_of(&marker).is_empty() {
+        assert!(Instant::now() < deadline, "ttn-lw-cli processes left over");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The argv of running processes whose command line mentions `marker`.
+fn processes_of(marker: &str) -> Vec<Vec<String>> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|argv| {
+            argv.first().is_some_and(|a| a.ends_with("ttn-lw-cli"))
+                && argv.iter().any(|a| a.contains(marker))
+        })
+        .collect()
+}
+
+/// The steps of a device's journal, oldest first.
+fn journal_steps(work: &Path, device: &str) -> Vec<String> {
+    let raw = std::fs::read(work.join(device).join("journal.json")).expect("a journal");
+    let journal: Value = serde_json::from_slice(&raw).unwrap();
+    journal["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["step"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The device is on exactly one deployment, with its session, and the tool said where.
+#[track_caller]
+fn assert_not_lost(env: &Env, seeded: &Value, last: &Run, work: &Path) {
+    let on_source = env.on_ce("dev-1");
+    let on_target = env.on_cloud("dev-1");
+    let found = match (&on_source, &on_target) {
+        (Some(d), None) | (None, Some(d)) => d,
+        (None, None) => panic!("DEVICE LOST\n{last:#?}"),
+        (Some(_), Some(_)) => panic!("device on both deployments\n{last:#?}"),
+    };
+    assert_eq!(
+        session_of(found),
+        session_of(seeded),
+        "session changed\n{last:#?}"
+    );
+    let steps = journal_steps(work, "dev-1");
+    // A `failed` record notes an error; the step before it says where the device is.
+    let last_step = steps
+        .iter()
+        .rev()
+        .find(|s| *s != "failed")
+        .map(String::as_str);
+    if on_target.is_some() {
+        assert_eq!(last_step, Some("verified"), "{steps:?}");
+        assert!(
+            last.stdout.contains("migrated, session verified")
+                || last.stdout.contains("Nothing to resume"),
+            "{last:#?}"
+        );
+    } else {
+        let left_source = steps.iter().any(|s| s == "deleted-from-source");
+        assert!(
+            !left_source || last_step == Some("rolled-back"),
+            "journal says the device left the source: {steps:?}"
+        );
+        assert!(
+            last.stdout.contains("on the source") || last.stdout.contains("rolled back"),
+            "the tool did not say where the device is:\n{last:#?}"
+        );
+    }
+}
+
+fn matrix_case(step: Step, kind: FaultKind) {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    let (command, deployment, nth) = call_of(step);
+    if let Step::Verify = step {
+        env.state.add_fault(
+            Fault::error_after_effect(
+                "end-devices create",
+                "pkg/rpcclient",
+                "unavailable",
+                "connection error: desc = \"transport: connection reset by peer\"",
+            )
+            .on(CLOUD)
+            .nth(1),
+        );
+    }
+    let fault = match kind {
+        FaultKind::Permanent => Fault::error(
+            command,
+            "pkg/auth/rights",
+            "insufficient_application_rights",
+            "insufficient rights for application `app-1`",
+        ),
+        FaultKind::TransientOnce => Fault::unavailable(command),
+        FaultKind::Hang => Fault::hang(command),
+        FaultKind::Kill => Fault::delay_after_effect(command, 3_000),
+    };
+    env.state.add_fault(fault.on(deployment).nth(nth));
+
+    let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
+    args.extend(FAST);
+    let work = env.cwd().join("w");
+    let first = match kind {
+        FaultKind::Kill => {
+            let mut child = env.cmd().args(&args).spawn();
+            let verb = command.split(' ').nth(1).unwrap();
+            wait_for_process(&env, &["end-devices", verb]);
+            // Let the call reach its effect, then kill the tool mid-step.
+            std::thread::sleep(Duration::from_millis(300));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            wait_for_no_process(&env);
+            None
+        }
+        _ => Some(env.run(&args)),
+    };
+    let asked_for_resume = first
+        .as_ref()
+        .is_none_or(|run| run.stderr.contains("Continue with:"));
+    let last = if asked_for_resume {
+        let mut resume = vec!["resume", "w"];
+        resume.extend(FAST);
+        env.run(&resume)
+    } else {
+        first.unwrap()
+    };
+    last.clean_errors().no_keys_of(&seeded);
+    assert_not_lost(&env, &seeded, &last, &work);
+}
+
+macro_rules! matrix {
+    ($($name:ident: $step:ident, $kind:ident;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                matrix_case(Step::$step, FaultKind::$kind);
+            }
+        )*
+    };
+}
+
+matrix! {
+    detect_permanent_error: Detect, Permanent;
+    detect_transient_error: Detect, TransientOnce;
+    detect_hang: Detect, Hang;
+    detect_killed: Detect, Kill;
+    export_permanent_error: Export, Permanent;
+    export_transient_error: Export, TransientOnce;
+    export_hang: Export, Hang;
+    export_killed: Export, Kill;
+    delete_permanent_error: Delete, Permanent;
+    delete_transient_error: Delete, TransientOnce;
+    delete_hang: Delete, Hang;
+    delete_killed: Delete, Kill;
+    create_permanent_error: Create, Permanent;
+    create_transient_error: Create, TransientOnce;
+    create_hang: Create, Hang;
+    create_killed: Create, Kill;
+    verify_permanent_error: Verify, Permanent;
+    verify_transient_error: Verify, TransientOnce;
+    verify_hang: Verify, Hang;
+    verify_killed: Verify, Kill;
+}
+
+#[test]
+fn ctrl_c_between_delete_and_import_finishes_that_device_then_stops() {
+    let env = Env::new().with_profiles();
+    let first = env.seed_ce("otaa-eu1", "dev-1");
+    let second = env.seed_ce("abp-eu1", "dev-2");
+    env.state
+        .set_command_latency_ms("end-devices create", 1_500);
+    let child = env
+        .cmd()
+        .args(&[
+            "migrate",
+            "app-1",
+            "dev-1",
+            "dev-2",
+            "--yes",
+            "--jobs",
+            "1",
+            "--work-dir",
+            "w",
+        ])
+        .spawn();
+    wait_for_process(&env, &["end-devices", "create"]);
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("dev-1  OTAA") && stdout.contains("migrated, session verified"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("dev-2") && stdout.contains("interrupted"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Continue with: ttn-session-migrate resume"),
+        "{stderr}"
+    );
+    assert_eq!(
+        session_of(&env.on_cloud("dev-1").unwrap()),
+        session_of(&first)
+    );
+    assert_eq!(
+        env.on_ce("dev-2"),
+        Some(second.clone()),
+        "dev-2 was touched"
+    );
+
+    env.run(&["resume", "w"]).success();
+    assert_eq!(
+        session_of(&env.on_cloud("dev-2").unwrap()),
+        session_of(&second)
+    );
+    env.run(&["resume", "w"])
+        .success()
+        .stdout_has("Nothing to resume");
+}
+
+/// A tmpfs, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, kib: u32) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs and needs root"
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_while_saving_the_export_deletes_nothing() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    let disk = env.cwd().join("disk");
+    let _mounted = SmallDisk::mount(&disk, 64);
+    // Leave two pages free: room for the work directory's small files, not for the export.
+    std::fs::write(disk.join("filler"), vec![0u8; 56 * 1024]).unwrap();
+    let run = env
+        .run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "disk/w"])
+        .failure()
+        .clean_errors()
+        .no_keys_of(&seeded);
+    assert!(
+        run.stdout.contains("nothing was deleted") || run.stderr.contains("No space left"),
+        "{run:#?}"
+    );
+    assert_eq!(env.on_ce("dev-1"), Some(seeded));
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+#[test]
+fn a_damaged_journal_stops_resume_and_destroys_nothing() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    env.state.add_fault(
+        Fault::error(
+            "end-devices create",
+            "pkg/errors",
+            "validation",
+            "invalid `frequency_plan_id`",
+        )
+        .on(CLOUD)
+        .nth(1),
+    );
+    env.run(&[
+        "migrate",
+        "app-1",
+        "dev-1",
+        "--yes",
+        "--no-rollback",
+        "--work-dir",
+        "w",
+    ])
+    .failure()
+    .stderr_has("Continue with: ttn-session-migrate resume");
+    let journal = env.cwd().join("w/dev-1/journal.json");
+    let export = std::fs::read(env.cwd().join("w/dev-1/export.json")).unwrap();
+    let calls = env.state.calls().len();
+
+    std::fs::write(&journal, "{\"records\": [").unwrap();
+    env.run(&["resume", "w"])
+        .failure()
+        .stderr_has("is damaged")
+        .stderr_has("nothing was changed")
+        .clean_errors();
+    std::fs::write(
+        &journal,
+        r#"{"records":[{"step":"imported","at":"2026-01-01T00:00:00Z"}]}"#,
+    )
+    .unwrap();
+    env.run(&["resume", "w"])
+        .failure()
+        .stderr_has("does not describe a possible history")
+        .clean_errors();
+    env.run(&["rollback", "w", "--yes"])
+        .failure()
+        .stderr_has("does not describe a possible history");
+    assert_eq!(env.state.calls().len(), calls, "a command ran");
+    assert_eq!(
+        std::fs::read(env.cwd().join("w/dev-1/export.json")).unwrap(),
+        export
+    );
+}
+
+#[test]
+fn no_rollback_leaves_the_device_in_the_export_and_resume_finishes_it() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.state.add_fault(
+        Fault::error(
+            "end-devices create",
+            "pkg/auth/rights",
+            "insufficient_application_rights",
+            "insufficient rights for application `app-1`",
+        )
+        .on(CLOUD)
+        .nth(1),
+    );
+    env.run(&[
+        "migrate",
+        "app-1",
+        "dev-1",
+        "--yes",
+        "--no-rollback",
+        "--work-dir",
+        "w",
+    ])
+    .failure()
+    .stdout_has("only in the saved export")
+    .stderr_has("RIGHT_APPLICATION_DEVICES_WRITE_KEYS");
+    assert!(env.on_ce("dev-1").is_none() && env.on_cloud("dev-1").is_none());
+    env.run(&["resume", "w"])
+        .success()
+        .stdout_has("migrated, session verified");
+    assert_eq!(
+        session_of(&env.on_cloud("dev-1").unwrap()),
+        session_of(&seeded)
+    );
+}
+
+#[test]
+fn rollback_after_a_successful_migration_puts_the_device_back() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .success();
+    env.run(&["rollback", "w"])
+        .failure()
+        .stderr_has("Pass --yes");
+    env.run(&["rollback", "w", "dev-1", "--yes"])
+        .success()
+        .stdout_has("rolled back to the source");
+    assert!(env.on_cloud("dev-1").is_none());
+    let back = env.on_ce("dev-1").expect("back on the source");
+    assert_eq!(session_of(&back), session_of(&seeded));
+    assert_eq!(back["network_server_address"], Value::String(CE.into()));
+    // Idempotent: a second rollback and a resume change nothing.
+    let calls = env.state.calls().len();
+    env.run(&["rollback", "w", "--yes"]).success();
+    env.run(&["resume", "w"])
+        .success()
+        .stdout_has("Nothing to resume");
+    let writes_after: Vec<_> = env
+        .state
+        .calls()
+        .into_iter()
+        .skip(calls)
+        .filter(|c| c.command.contains("create") || c.command.contains("delete"))
+        .collect();
+    assert!(writes_after.is_empty(), "{writes_after:?}");
+}
+
+#[test]
+fn two_runs_on_one_work_directory_are_refused() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    env.state
+        .set_command_latency_ms("end-devices create", 2_000);
+    let mut child = env
+        .cmd()
+        .args(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .spawn();
+    wait_for_process(&env, &["end-devices", "create"]);
+    env.run(&["resume", "w"])
+        .failure()
+        .stderr_has("in use by another ttn-session-migrate run");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn freeze_downlinks_turns_them_off_on_the_source_and_not_on_the_target() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&[
+        "migrate",
+        "app-1",
+        "dev-1",
+        "--yes",
+        "--freeze-downlinks",
+        "--work-dir",
+        "w",
+    ])
+    .success();
+    let moved = env.on_cloud("dev-1").unwrap();
+    assert_eq!(
+        moved.pointer("/mac_settings/schedule_downlinks"),
+        seeded.pointer("/mac_settings/schedule_downlinks"),
+        "the freeze travelled to the target"
+    );
+    assert!(
+        env.writes().starts_with(&["end-devices set".to_string()]),
+        "{:?}",
+        env.writes()
+    );
+    // A rollback restores the source's own setting.
+    env.run(&["rollback", "w", "--yes"]).success();
+    let back = env.on_ce("dev-1").unwrap();
+    assert_eq!(
+        back.pointer("/mac_settings/schedule_downlinks"),
+        seeded.pointer("/mac_settings/schedule_downlinks")
+    );
+}

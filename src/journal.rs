@@ -262,7 +262,11 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     /// `frozen`: `mac_settings.schedule_downlinks` before the freeze (`null` = unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_even_if_null"
+    )]
     pub schedule_downlinks_before: Option<Option<bool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -297,6 +301,13 @@ impl Record {
         self.file = Some(file.into());
         self
     }
+}
+
+/// A field that is present with `null` is `Some(None)`; an absent one stays `None` (default).
+fn present_even_if_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<bool>>, D::Error> {
+    Option::<bool>::deserialize(deserializer).map(Some)
 }
 
 /// Where a device is, as far as its journal can tell.
@@ -627,6 +638,16 @@ mod tests {
         fs::write(&file, "{not json").unwrap();
         let err = work.journal("dev-1").unwrap_err();
         assert!(format!("{err:#}").contains("is damaged"), "{err:#}");
+    }
+
+    #[test]
+    fn an_unset_setting_before_a_freeze_survives_a_reload() {
+        let (_dir, mut journal) = journal_with(&[Step::Detected]);
+        let mut record = Record::new(Step::Frozen);
+        record.schedule_downlinks_before = Some(None);
+        journal.append(record).unwrap();
+        let reloaded = Journal::load(&journal.path).unwrap();
+        assert_eq!(reloaded.schedule_downlinks_before(), Some(None));
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct DeviceReport {
     pub steps: Vec<StepTiming>,
     /// From the start of the delete on the source to the end of the import on the target.
     pub downtime_ms: Option<u64>,
+    /// `resume` would carry the device further without the operator fixing anything first.
+    #[serde(skip)]
+    pub resumable: bool,
 }
 
 impl DeviceReport {
@@ -108,6 +111,7 @@ impl DeviceReport {
             next_action: None,
             steps: Vec::new(),
             downtime_ms: None,
+            resumable: false,
         }
     }
 
@@ -196,6 +200,8 @@ impl Runner<'_> {
         let result = self.drive(&mut run, goal);
         let position = run.journal.position();
         run.report.location = position.describe().to_string();
+        run.report.resumable = !position.is_final() && position != Position::OnSource
+            || matches!(result, Ok(Outcome::Interrupted));
         match result {
             Ok(outcome) => run.report.outcome = outcome,
             Err(stop) => {
@@ -837,7 +843,7 @@ fn explain(e: &CliError, what: &str) -> Stop {
             " Log in again with `ttn-session-migrate login <PROFILE>`."
         }
         ErrorKind::PermissionDenied => {
-            " The login lacks rights on the application: it needs to read and write devices and their keys (RIGHT_APPLICATION_DEVICES_READ, _WRITE, _READ_KEYS, _WRITE_KEYS)."
+            " The login lacks rights on the application: it needs RIGHT_APPLICATION_DEVICES_READ, RIGHT_APPLICATION_DEVICES_WRITE, RIGHT_APPLICATION_DEVICES_READ_KEYS and RIGHT_APPLICATION_DEVICES_WRITE_KEYS."
         }
         ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::RateLimited => {
             " The deployment did not answer; retry later with `resume`."

@@ -109,6 +109,11 @@ impl TtnLwCli {
         Ok(cli)
     }
 
+    /// The binary that runs.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -534,12 +539,18 @@ impl CliError {
         if exit_code == Some(130) && error.is_none() {
             kind = ErrorKind::Transport;
         }
-        let detail = match (&error, exit_code) {
-            (_, _) if !first_line.is_empty() => {
-                format!("{first_line} (exit status {})", exit_text(exit_code))
-            }
-            (_, _) => format!("exit status {} with no error message", exit_text(exit_code)),
+        let mut detail = if first_line.is_empty() {
+            format!("exit status {} with no error message", exit_text(exit_code))
+        } else {
+            format!("{first_line} (exit status {})", exit_text(exit_code))
         };
+        // `insufficient_…_rights` names the right it misses in an attribute line.
+        if let Some(missing) = stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("missing="))
+        {
+            detail.push_str(&format!(", missing right {missing}"));
+        }
         CliError {
             kind,
             command,

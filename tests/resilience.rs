@@ -202,7 +202,7 @@ fn matrix_case(step: Step, kind: FaultKind) {
     } else {
         first.unwrap()
     };
-    last.clean_errors().no_keys_of(&seeded);
+    let last = last.clean_errors().no_keys_of(&seeded);
     assert_not_lost(&env, &seeded, &last, &work);
 }
 

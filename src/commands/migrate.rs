@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context as _, Result};
@@ -18,10 +18,8 @@ use crate::journal::{Position, WorkDir};
 use crate::output::{self, PlainProgress, Summary};
 use crate::plan::Migration;
 use crate::runner::{DeviceReport, Goal, Outcome, Runner};
+use crate::selection::{self, Selection, MAX_PAGE_SIZE};
 use crate::ttn_lw_cli::{Invocation, TtnLwCli};
-
-/// Page size of the target listing used to find conflicts (the server maximum).
-const LIST_PAGE: usize = 1000;
 
 pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
     validate_id("application ID", &args.application_id)?;
@@ -30,7 +28,11 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         .clone()
         .unwrap_or_else(|| args.application_id.clone());
     validate_id("target application ID", &target_application)?;
-    let devices = device_list(&args.devices)?;
+    let selection = Selection::of(&args.devices, args.devices_file.as_deref(), args.all);
+    let given = selection::given_devices(&selection, &args.exclude)?;
+    if let Some(report) = &args.report {
+        crate::report::check_destination(report)?;
+    }
 
     let store = context.profiles()?;
     let source = store
@@ -54,12 +56,42 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         freeze_downlinks: args.freeze_downlinks,
     };
     let work_path = args.work_dir.clone().unwrap_or_else(WorkDir::default_path);
+    let page_size = args.page_size as usize;
 
-    if args.dry_run {
-        return dry_run(&cli, &migration, &devices, &work_path);
+    let devices = match given {
+        Some(devices) => devices,
+        None => {
+            let listed = selection::list_device_ids(
+                &cli,
+                &migration.source,
+                &migration.application_id,
+                page_size,
+                &mut |list, found| {
+                    if args.dry_run {
+                        println!("{}  # ran: {found} devices on this page", cli.render(list));
+                    }
+                },
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot list application `{}` on the source ({}): {e}. Check the application ID and the login's rights",
+                    migration.application_id,
+                    migration.source.deployment()
+                )
+            })?;
+            selection::listed_devices(listed, &args.exclude)?
+        }
+    };
+    if devices.is_empty() {
+        eprintln!("No devices to migrate: the selection is empty.");
+        return Ok(true);
     }
 
-    let conflicts = preflight(&cli, &migration, &devices, &mut |_, _| {})?;
+    if args.dry_run {
+        return dry_run(&cli, &migration, &devices, &work_path, page_size);
+    }
+
+    let conflicts = preflight(&cli, &migration, &devices, page_size, &mut |_, _| {})?;
     let (conflicting, to_run): (Vec<String>, Vec<String>) =
         devices.iter().cloned().partition(|d| conflicts.contains(d));
     confirm_migration(&migration, &to_run, args.yes)?;
@@ -80,31 +112,41 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         println!("{}", output::device_line(report));
     }
     let interrupt = Interrupt::install(Some(resume_command(&work)));
-    let progress = PlainProgress::new(context.cli.quiet);
+    let progress = output::progress_for(context.cli.quiet, to_run.len());
     let runner = Runner {
         cli: &cli,
         migration: &migration,
         work: &work,
         retry: retry_policy(&args.calls),
         interrupt: &interrupt,
-        progress: &progress,
+        progress: progress.as_ref(),
         rollback_on_failure: !args.no_rollback,
     };
-    reports.extend(run_devices(&runner, &to_run, Goal::Migrate, args.jobs));
-    Ok(finish(&reports, &work))
+    reports.extend(run_devices(
+        &runner,
+        &to_run,
+        Goal::Migrate,
+        args.jobs,
+        args.fail_fast,
+    ));
+    let succeeded = finish(&reports, &work);
+    write_report(args.report.as_deref(), &reports)?;
+    Ok(succeeded)
 }
 
 pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
     let work = WorkDir::open(&args.work_dir)?;
     let manifest = work.read_manifest()?;
     let mut unfinished = Vec::new();
+    let mut finished = Vec::new();
     for device in &manifest.devices {
-        if !work.has_journal(device) {
-            unfinished.push(device.clone());
-            continue;
-        }
-        let journal = work.journal(device)?;
-        if !journal.position().is_final() {
+        let position = match work.has_journal(device) {
+            true => work.journal(device)?.position(),
+            false => Position::OnSource,
+        };
+        if position.is_final() {
+            finished.push(format!("{device}: {}", position.describe()));
+        } else {
             unfinished.push(device.clone());
         }
     }
@@ -114,6 +156,9 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
             manifest.devices.len(),
             work.path().display()
         );
+        for line in finished {
+            println!("  {line}");
+        }
         return Ok(true);
     }
     let store = context.profiles()?;
@@ -139,7 +184,7 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
     let conflicts = if fresh.is_empty() {
         BTreeSet::new()
     } else {
-        preflight(&cli, &migration, &fresh, &mut |_, _| {})?
+        preflight(&cli, &migration, &fresh, MAX_PAGE_SIZE, &mut |_, _| {})?
     };
     let mut reports: Vec<DeviceReport> = Vec::new();
     let to_run: Vec<String> = unfinished
@@ -154,18 +199,26 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
         })
         .collect();
     let interrupt = Interrupt::install(Some(resume_command(&work)));
-    let progress = PlainProgress::new(context.cli.quiet);
+    let progress = output::progress_for(context.cli.quiet, to_run.len());
     let runner = Runner {
         cli: &cli,
         migration: &migration,
         work: &work,
         retry: retry_policy(&args.calls),
         interrupt: &interrupt,
-        progress: &progress,
+        progress: progress.as_ref(),
         rollback_on_failure: !args.no_rollback,
     };
-    reports.extend(run_devices(&runner, &to_run, Goal::Migrate, args.jobs));
-    Ok(finish(&reports, &work))
+    reports.extend(run_devices(
+        &runner,
+        &to_run,
+        Goal::Migrate,
+        args.jobs,
+        args.fail_fast,
+    ));
+    let succeeded = finish(&reports, &work);
+    write_report(args.report.as_deref(), &reports)?;
+    Ok(succeeded)
 }
 
 pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<bool> {
@@ -230,29 +283,8 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<bool> {
         progress: &progress,
         rollback_on_failure: false,
     };
-    let reports = run_devices(&runner, &devices, Goal::Rollback, 1);
+    let reports = run_devices(&runner, &devices, Goal::Rollback, 1, false);
     Ok(finish(&reports, &work))
-}
-
-/// Validates and de-duplicates device IDs, reporting every bad one at once.
-fn device_list(ids: &[String]) -> Result<Vec<String>> {
-    let mut seen = BTreeSet::new();
-    let mut devices = Vec::new();
-    let mut errors = Vec::new();
-    for id in ids {
-        match validate_id("device ID", id) {
-            Ok(()) => {
-                if seen.insert(id.clone()) {
-                    devices.push(id.clone());
-                }
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    if !errors.is_empty() {
-        bail!("{}; nothing was run", errors.join("; "));
-    }
-    Ok(devices)
 }
 
 /// Read-only checks of both deployments before anything is deleted: both logins work (run one
@@ -262,6 +294,7 @@ fn preflight(
     cli: &TtnLwCli,
     migration: &Migration,
     devices: &[String],
+    page_size: usize,
     ran: &mut dyn FnMut(&Invocation, &str),
 ) -> Result<BTreeSet<String>> {
     for (side, profile) in [("source", &migration.source), ("target", &migration.target)] {
@@ -277,41 +310,22 @@ fn preflight(
         })?;
         ran(&check, "login works");
     }
-    let mut present = BTreeSet::new();
-    for page in 1.. {
-        let list = Invocation::new(
-            &migration.target.path,
-            [
-                "end-devices".to_string(),
-                "list".to_string(),
-                "--application-id".to_string(),
-                migration.target_application_id.clone(),
-                "--limit".to_string(),
-                LIST_PAGE.to_string(),
-                "--page".to_string(),
-                page.to_string(),
-            ],
-        );
-        let output = cli.run(&list).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot list application `{}` on the target ({}): {}. Create the application in the target's Console, or check the login's rights",
-                migration.target_application_id,
-                migration.target.deployment(),
-                e.detail
-            )
-        })?;
-        let items: Vec<Value> = serde_json::from_slice(&output.stdout)
-            .context("ttn-lw-cli printed a device list that is not a JSON array")?;
-        for item in &items {
-            if let Some(id) = item.pointer("/ids/device_id").and_then(Value::as_str) {
-                present.insert(id.to_string());
-            }
-        }
-        ran(&list, &format!("{} devices on this page", items.len()));
-        if items.len() < LIST_PAGE {
-            break;
-        }
-    }
+    let present: BTreeSet<String> = selection::list_device_ids(
+        cli,
+        &migration.target,
+        &migration.target_application_id,
+        page_size,
+        &mut |list, found| ran(list, &format!("{found} devices on this page")),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot list application `{}` on the target ({}): {e}. Create the application in the target's Console, or check the login's rights",
+            migration.target_application_id,
+            migration.target.deployment()
+        )
+    })?
+    .into_iter()
+    .collect();
     Ok(devices
         .iter()
         .filter(|d| present.contains(*d))
@@ -332,7 +346,13 @@ fn conflict_report(device: &str, migration: &Migration) -> DeviceReport {
 }
 
 /// Prints every command of the plan. Runs only read-only commands, marked as run.
-fn dry_run(cli: &TtnLwCli, migration: &Migration, devices: &[String], work: &Path) -> Result<bool> {
+fn dry_run(
+    cli: &TtnLwCli,
+    migration: &Migration,
+    devices: &[String],
+    work: &Path,
+    page_size: usize,
+) -> Result<bool> {
     println!("# Dry run: nothing is deleted or created. Commands marked `ran` are read-only and were run to make this plan exact.");
     println!("# Every command runs with the TTN_LW_* variables removed, and TTN_LW_SKIP_VERSION_CHECK=true TTN_LW_TELEMETRY_ENABLE=false.");
     println!(
@@ -347,9 +367,15 @@ fn dry_run(cli: &TtnLwCli, migration: &Migration, devices: &[String], work: &Pat
         migration.target.deployment(),
         migration.target_application_id
     );
-    let conflicts = preflight(cli, migration, devices, &mut |invocation, what| {
-        println!("{}  # ran: {what}", cli.render(invocation));
-    })?;
+    let conflicts = preflight(
+        cli,
+        migration,
+        devices,
+        page_size,
+        &mut |invocation, what| {
+            println!("{}  # ran: {what}", cli.render(invocation));
+        },
+    )?;
     let mut ok = true;
     for device in devices {
         println!();
@@ -494,26 +520,64 @@ fn resume_command(work: &WorkDir) -> String {
 }
 
 /// Runs devices on `jobs` workers. Each device goes through all its steps on one worker, so its
-/// import follows its delete at once.
-fn run_devices(runner: &Runner, devices: &[String], goal: Goal, jobs: u32) -> Vec<DeviceReport> {
+/// import follows its delete at once. One device's failure does not stop the others; with
+/// `fail_fast`, no further device starts after a failure and those left are reported as not
+/// started (still on the source, so `resume` continues them).
+fn run_devices(
+    runner: &Runner,
+    devices: &[String],
+    goal: Goal,
+    jobs: u32,
+    fail_fast: bool,
+) -> Vec<DeviceReport> {
     let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<DeviceReport>>> = Mutex::new(vec![None; devices.len()]);
     std::thread::scope(|scope| {
         for _ in 0..(jobs as usize).min(devices.len()) {
             scope.spawn(|| loop {
+                if fail_fast && failed.load(Ordering::SeqCst) {
+                    break;
+                }
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(device) = devices.get(i) else { break };
                 let report = runner.run_device(device, goal);
+                if report.outcome == Outcome::Failed {
+                    failed.store(true, Ordering::SeqCst);
+                }
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(report);
             });
         }
     });
+    runner.progress.close();
     results
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
         .into_iter()
-        .flatten()
+        .zip(devices)
+        .map(|(report, device)| report.unwrap_or_else(|| not_started(device, runner)))
         .collect()
+}
+
+/// A device that `--fail-fast` kept from starting.
+fn not_started(device: &str, runner: &Runner) -> DeviceReport {
+    let mut report = DeviceReport::new(device, runner.migration);
+    report.outcome = Outcome::Interrupted;
+    report.error = Some("not started: --fail-fast stopped the run after a failure".into());
+    report.next_action = Some(format!(
+        "fix the failure, then run `{}`",
+        resume_command(runner.work)
+    ));
+    report
+}
+
+/// `--report FILE`, written whatever the outcome of the devices.
+fn write_report(path: Option<&Path>, reports: &[DeviceReport]) -> Result<()> {
+    if let Some(path) = path {
+        crate::report::write(path, reports)?;
+        eprintln!("Report: {}", path.display());
+    }
+    Ok(())
 }
 
 /// Prints the summary; true when every device succeeded.
@@ -527,13 +591,7 @@ fn finish(reports: &[DeviceReport], work: &WorkDir) -> bool {
             eprintln!("{line}");
         }
     }
-    let unfinished = reports
-        .iter()
-        .filter(|r| {
-            r.outcome == Outcome::Interrupted
-                || (r.outcome == Outcome::Failed && r.location != Position::OnSource.describe())
-        })
-        .count();
+    let unfinished = reports.iter().filter(|r| r.resumable).count();
     if unfinished > 0 {
         eprintln!(
             "Unfinished: {unfinished}. Continue with: {}",

@@ -2,12 +2,33 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// Shown at the end of `--help` of the tool and of every sub-command.
 const ENVIRONMENT: &str = "Environment:
   TTN_LW_CLI                     path of ttn-lw-cli (else ttn-lw-cli, then tti-lw-cli, on PATH)
   TTN_SESSION_MIGRATE_PROFILES   directory of the profiles
-  NO_COLOR                       no colour in the output";
+  NO_COLOR                       no colour in the output
+  TTN_LW_*                       ignored: removed from every ttn-lw-cli call (see `doctor`)";
+
+/// Parses the command line (exits with clap's message on bad input).
+pub fn parse() -> Cli {
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+/// The command definition behind the parser, `--help`, the completions and the man page.
+pub fn command() -> clap::Command {
+    with_environment(Cli::command())
+}
+
+/// Appends [`ENVIRONMENT`] to the help of a command and of all its sub-commands.
+fn with_environment(command: clap::Command) -> clap::Command {
+    let after = match command.get_after_help() {
+        Some(examples) => format!("{examples}\n\n{ENVIRONMENT}"),
+        None => ENVIRONMENT.to_string(),
+    };
+    command.after_help(after).mut_subcommands(with_environment)
+}
 
 /// Move LoRaWAN end devices between The Things Stack deployments, keeping their active session.
 ///
@@ -16,7 +37,7 @@ const ENVIRONMENT: &str = "Environment:
 /// from the source and imports it into the target (The Things Stack Cloud), then verifies the
 /// session. Interrupted or failed migrations can be resumed or rolled back.
 #[derive(Debug, Parser)]
-#[command(name = "ttn-session-migrate", version, after_help = ENVIRONMENT)]
+#[command(name = "ttn-session-migrate", version)]
 pub struct Cli {
     /// Path of the ttn-lw-cli binary
     #[arg(long = "ttn-lw-cli", value_name = "PATH", global = true)]
@@ -51,6 +72,9 @@ pub enum Command {
     #[command(subcommand)]
     Profile(ProfileCommand),
     Login(LoginArgs),
+    Doctor(DoctorArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
 }
 
 /// Migrate devices with their session: export, delete from the source, import, verify.
@@ -58,16 +82,35 @@ pub enum Command {
 #[command(after_help = "Examples:
   ttn-session-migrate migrate my-app my-device --dry-run
   ttn-session-migrate migrate my-app my-device --from ce --to cloud
-  ttn-session-migrate migrate my-app dev-1 dev-2 --to-application my-new-app --yes")]
+  ttn-session-migrate migrate my-app dev-1 dev-2 --to-application my-new-app --yes
+  ttn-session-migrate migrate my-app --all --exclude gateway-probe --jobs 8 --report report.json
+  grep -v retired devices.txt | ttn-session-migrate migrate my-app --devices-file - --yes
+
+Select devices in exactly one way: DEVICE_ID arguments, --devices-file or --all; --exclude
+combines with any of them. For large batches, log in with API keys (`login PROFILE --api-key`):
+ttn-lw-cli's OAuth token cache has no locking, so parallel token refreshes can race.")]
 #[command(group(ArgGroup::new("activation").args(["otaa", "abp"])))]
+#[command(group(ArgGroup::new("selection").args(["devices", "devices_file", "all"]).required(true)))]
 pub struct MigrateArgs {
     /// Application ID on the source
     #[arg(value_name = "APPLICATION_ID")]
     pub application_id: String,
 
     /// End device IDs to migrate
-    #[arg(value_name = "DEVICE_ID", required = true)]
+    #[arg(value_name = "DEVICE_ID")]
     pub devices: Vec<String>,
+
+    /// Every device of the source application
+    #[arg(long)]
+    pub all: bool,
+
+    /// Read device IDs from FILE, one per line (`-`: standard input; `#` starts a comment)
+    #[arg(long, value_name = "FILE")]
+    pub devices_file: Option<PathBuf>,
+
+    /// Leave this device out (repeatable)
+    #[arg(long, value_name = "DEVICE_ID")]
+    pub exclude: Vec<String>,
 
     /// Source profile name, or path of a ttn-lw-cli config file
     #[arg(long, value_name = "PROFILE|FILE", default_value = "ce")]
@@ -113,6 +156,18 @@ pub struct MigrateArgs {
     #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
 
+    /// Start no further device after the first failure (devices in flight finish)
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Write the result of every device to FILE as JSON (never keys)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Devices per `end-devices list` page
+    #[arg(long, value_name = "N", default_value_t = 1000, hide = true, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub page_size: u64,
+
     #[command(flatten)]
     pub calls: CallOptions,
 }
@@ -149,6 +204,14 @@ pub struct ResumeArgs {
     /// Leave a device whose import failed off the source
     #[arg(long)]
     pub no_rollback: bool,
+
+    /// Start no further device after the first failure (devices in flight finish)
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Write the result of every device continued to FILE as JSON (never keys)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 
     #[command(flatten)]
     pub calls: CallOptions,
@@ -222,3 +285,50 @@ pub struct LoginArgs {
     #[arg(long)]
     pub no_callback: bool,
 }
+
+/// Check ttn-lw-cli, the profiles, the logins and their rights, and the applications.
+#[derive(Debug, Args)]
+#[command(after_help = "Prints one line per check: ✓ fine, ! worth knowing, ✗ a problem, with the
+command that fixes it. Exits 0 when there is no ✗. `migrate` runs the same checks before it
+deletes anything (unless --skip-checks).
+
+Examples:
+  ttn-session-migrate doctor
+  ttn-session-migrate doctor --application-id my-app
+  ttn-session-migrate doctor --from ce --to cloud --application-id my-app --to-application my-new-app")]
+pub struct DoctorArgs {
+    /// Source profile name, or path of a ttn-lw-cli config file
+    #[arg(long, value_name = "PROFILE|FILE", default_value = "ce")]
+    pub from: String,
+
+    /// Target profile name, or path of a ttn-lw-cli config file
+    #[arg(long, value_name = "PROFILE|FILE", default_value = "cloud")]
+    pub to: String,
+
+    /// Also check this application: readable on the source, present on the target
+    #[arg(long, value_name = "ID")]
+    pub application_id: Option<String>,
+
+    /// Application ID on the target [default: --application-id]
+    #[arg(long, value_name = "ID", requires = "application_id")]
+    pub to_application: Option<String>,
+}
+
+/// Print the shell completion script.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  ttn-session-migrate completions bash > ~/.local/share/bash-completion/completions/ttn-session-migrate
+  ttn-session-migrate completions zsh > ~/.zfunc/_ttn-session-migrate
+  ttn-session-migrate completions fish > ~/.config/fish/completions/ttn-session-migrate.fish")]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Print the man page (roff).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  ttn-session-migrate man > ttn-session-migrate.1 && man ./ttn-session-migrate.1
+  sudo sh -c 'ttn-session-migrate man > /usr/local/share/man/man1/ttn-session-migrate.1'")]
+pub struct ManArgs {}

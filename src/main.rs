@@ -12,7 +12,9 @@ mod journal;
 mod output;
 mod plan;
 mod profile;
+mod report;
 mod runner;
+mod selection;
 mod ttn_lw_cli;
 
 use std::process::ExitCode;

@@ -79,6 +79,7 @@ pub enum Command {
 
 /// Migrate devices with their session: export, delete from the source, import, verify.
 #[derive(Debug, Args)]
+#[command(override_usage = "ttn-session-migrate migrate [OPTIONS] <APPLICATION_ID> <DEVICE_ID...|--devices-file FILE|--all>")]
 #[command(after_help = "Examples:
   ttn-session-migrate migrate my-app my-device --dry-run
   ttn-session-migrate migrate my-app my-device --from ce --to cloud

@@ -1,0 +1,508 @@
+//! Benchmark: a whole application through `ttn-session-migrate` against the manual procedure,
+//! both driving the ttn-lw-cli test double with an artificial latency on every call.
+//!
+//! ```text
+//! cargo bench --bench migration                 # N = 200 devices, 100 ms per call, 10,000 for RSS
+//! BENCH_DEVICES=40 BENCH_LARGE_DEVICES=1000 cargo bench --bench migration   # quick
+//! ```
+//!
+//! Settings (environment): `BENCH_DEVICES` (200), `BENCH_LATENCY_MS` (100),
+//! `BENCH_LARGE_DEVICES` (10000; 0 skips the large run), `BENCH_JOBS` (`1,4,8,16`).
+//!
+//! Runs, each on a fresh simulated pair of deployments:
+//! - baseline: the documented manual procedure as a shell script, one device after another:
+//!   `get` the device with the documented field flags, strip the server addresses and
+//!   `ids.dev_addr` with `jq`, `delete` from the source, `create` on the target;
+//! - the tool with `--all` at each `--jobs`, and with `--otaa` (no detection) at `--jobs 8`;
+//! - overhead: the tool at zero latency with `--jobs 1` against a shell script making the same
+//!   CLI calls (version, both `auth-info`, both lists, then detect, export, strip, delete,
+//!   create per device);
+//! - peak RSS of the tool for `BENCH_LARGE_DEVICES` ABP devices at zero latency.
+//!
+//! Peak RSS is the tool's own high-water mark (`VmHWM` in /proc/<pid>/status, sampled every
+//! 5 ms while it runs). `wait4`'s rusage or `/usr/bin/time -v` would report the maximum over
+//! the tool *and* every ttn-lw-cli process it waited for, which measures the double, not the
+//! tool. The downtime window per device comes from the tool's `--report` (`downtime_ms`: from
+//! the start of the delete to the end of the import); for the baseline, from the double's call
+//! log (start of `delete` to end of `create`, millisecond timestamps).
+//!
+//! The double is built in release mode into its own target directory (`target/bench-double`),
+//! so the nested cargo call never waits on the lock of the build that runs this benchmark.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use ttn_lw_cli_double::DoubleState;
+
+const CE: &str = "eu1.cloud.thethings.network";
+const CLOUD: &str = "acme.eu1.cloud.thethings.industries";
+const APP: &str = "app-1";
+const TOOL: &str = env!("CARGO_BIN_EXE_ttn-session-migrate");
+/// The documented OTAA export of the manual procedure.
+const EXPORT_FLAGS: &str = "--name --description --lorawan-version --lorawan-phy-version \
+     --frequency-plan-id --supports-join --root-keys --mac-settings --mac-state --session";
+const STRIP: &str =
+    "del(.ids.dev_addr, .network_server_address, .application_server_address, .join_server_address)";
+
+fn main() {
+    let devices = setting("BENCH_DEVICES", 200);
+    let latency_ms = setting("BENCH_LATENCY_MS", 100) as u64;
+    let large = setting("BENCH_LARGE_DEVICES", 10_000);
+    let jobs: Vec<u32> = std::env::var("BENCH_JOBS")
+        .unwrap_or_else(|_| "1,4,8,16".into())
+        .split(',')
+        .filter_map(|j| j.trim().parse().ok())
+        .collect();
+    if Command::new("jq").arg("--version").output().is_err() {
+        eprintln!(
+            "the baseline strips fields with jq, which is not installed; install jq and run again"
+        );
+        std::process::exit(1);
+    }
+    let double = build_double();
+
+    eprintln!("baseline: manual procedure, {devices} devices, {latency_ms} ms per call");
+    let baseline = Lab::new(&double, devices, Fixture::Otaa, latency_ms).run_baseline();
+    let mut rows = vec![baseline.clone()];
+    for &j in &jobs {
+        eprintln!("tool: --jobs {j}");
+        let lab = Lab::new(&double, devices, Fixture::Otaa, latency_ms);
+        rows.push(lab.run_tool(&format!("tool --jobs {j}"), j, false));
+    }
+    eprintln!("tool: --jobs 8 --otaa");
+    let lab = Lab::new(&double, devices, Fixture::Otaa, latency_ms);
+    rows.push(lab.run_tool("tool --jobs 8 --otaa", 8, true));
+
+    eprintln!("overhead: zero latency, --jobs 1 against a shell script");
+    let script = Lab::new(&double, devices, Fixture::Otaa, 0).run_same_calls_script();
+    let tool = Lab::new(&double, devices, Fixture::Otaa, 0).run_tool("tool --jobs 1", 1, false);
+
+    let large_run = (large > 0).then(|| {
+        eprintln!("peak RSS: {large} devices, zero latency, --jobs 8");
+        Lab::new(&double, large, Fixture::Abp, 0).run_tool("tool --jobs 8", 8, false)
+    });
+
+    println!("{}", machine());
+    println!(
+        "\n### {devices} devices, {latency_ms} ms per ttn-lw-cli call\n\n{}",
+        table(&rows, &baseline, latency_ms)
+    );
+    println!(
+        "\n### Overhead at zero latency, {devices} devices, one after another\n\n\
+         | run | wall | calls/device | ratio to the script |\n|---|---:|---:|---:|\n\
+         | shell script, same CLI calls | {:.2} s | {:.2} | 1.00 |\n\
+         | tool --jobs 1 | {:.2} s | {:.2} | {:.2} |",
+        script.wall.as_secs_f64(),
+        script.calls_per_device(),
+        tool.wall.as_secs_f64(),
+        tool.calls_per_device(),
+        tool.wall.as_secs_f64() / script.wall.as_secs_f64()
+    );
+    if let Some(run) = large_run {
+        println!(
+            "\n### {large} devices at zero latency, --jobs 8\n\n\
+             | wall | migrated | failed | peak RSS of the tool |\n|---:|---:|---:|---:|\n\
+             | {:.1} s | {} | {} | {:.1} MB |",
+            run.wall.as_secs_f64(),
+            run.migrated,
+            run.failed,
+            run.peak_rss_kb.unwrap_or(0) as f64 / 1024.0
+        );
+    }
+}
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Builds the double's `ttn-lw-cli` in release mode and returns its path.
+fn build_double() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target/bench-double");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "ttn-lw-cli-double",
+            "--bin",
+            "ttn-lw-cli",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("run cargo to build the ttn-lw-cli double");
+    assert!(status.success(), "building the ttn-lw-cli double failed");
+    target.join("release/ttn-lw-cli")
+}
+
+#[derive(Clone, Copy)]
+enum Fixture {
+    /// OTAA devices: what most applications hold.
+    Otaa,
+    /// ABP devices: no JoinEUI, so the double's per-create EUI scan (linear in the target's
+    /// size) is skipped, which keeps the 10,000-device run about the tool rather than the double.
+    Abp,
+}
+
+/// One operator's machine with two simulated deployments and `devices` devices on the source.
+struct Lab {
+    dir: tempfile::TempDir,
+    state: DoubleState,
+    devices: usize,
+}
+
+/// What one run measured.
+#[derive(Clone)]
+struct Measured {
+    name: String,
+    jobs: u32,
+    wall: Duration,
+    /// Calls on behalf of single devices (`end-devices get|delete|create|set`).
+    device_calls: usize,
+    /// Calls made once per application (version, auth-info, list, …).
+    application_calls: usize,
+    devices: usize,
+    downtime_ms: Vec<u64>,
+    peak_rss_kb: Option<u64>,
+    migrated: usize,
+    failed: usize,
+}
+
+impl Measured {
+    fn calls_per_device(&self) -> f64 {
+        self.device_calls as f64 / self.devices as f64
+    }
+}
+
+impl Lab {
+    fn new(double: &Path, devices: usize, fixture: Fixture, latency_ms: u64) -> Lab {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(double, bin.join("ttn-lw-cli")).unwrap();
+        for sub in ["home/.config", "cwd"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let state = DoubleState::new(dir.path().join("state"));
+        state.add_application(CE, APP);
+        state.add_application(CLOUD, APP);
+        let lab = Lab {
+            dir,
+            state,
+            devices,
+        };
+        for args in [
+            &["profile", "add", "ce", "--host", CE][..],
+            &["profile", "add", "cloud", "--host", CLOUD],
+            &["login", "ce", "--api-key", "NNSXS.CE.SECRET"],
+            &["login", "cloud", "--api-key", "NNSXS.CLOUD.SECRET"],
+        ] {
+            let status = lab.command(TOOL).args(args).status().unwrap();
+            assert!(status.success(), "set-up `{}` failed", args.join(" "));
+        }
+        let name = match fixture {
+            Fixture::Otaa => "otaa-eu1",
+            Fixture::Abp => "abp-eu1",
+        };
+        let template = DoubleState::fixture(name);
+        for i in 1..=devices {
+            let mut device = template.clone();
+            device["ids"]["device_id"] = format!("dev-{i}").into();
+            device["ids"]["application_ids"]["application_id"] = APP.into();
+            device["ids"]["dev_eui"] = format!("70B3D57ED1{i:06X}").into();
+            lab.state.put_device(CE, &device);
+        }
+        lab.state.set_latency_ms(latency_ms);
+        lab
+    }
+
+    fn profile(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!(
+            "home/.config/ttn-session-migrate/profiles/{name}.yml"
+        ))
+    }
+
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let root = self.dir.path();
+        let path = format!(
+            "{}:{}",
+            root.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut command = Command::new(program);
+        command
+            .current_dir(root.join("cwd"))
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", root.join("home"))
+            .env("XDG_CONFIG_HOME", root.join("home/.config"))
+            .env("TTN_DOUBLE_STATE", self.state.root())
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run_tool(&self, name: &str, jobs: u32, otaa: bool) -> Measured {
+        let calls_before = self.state.calls().len();
+        let mut command = self.command(TOOL);
+        command.args([
+            "migrate",
+            APP,
+            "--all",
+            "--yes",
+            "--quiet",
+            "--work-dir",
+            "work",
+        ]);
+        command.args(["--report", "report.json", "--jobs", &jobs.to_string()]);
+        if otaa {
+            command.arg("--otaa");
+        }
+        let (wall, peak_rss_kb) = run_measured(command);
+        let text = std::fs::read_to_string(self.dir.path().join("cwd/report.json"))
+            .expect("the tool wrote its report");
+        let report: Value = serde_json::from_str(&text).expect("the report is JSON");
+        let entries = report["devices"].as_array().cloned().unwrap_or_default();
+        let downtime_ms = entries
+            .iter()
+            .filter_map(|d| d["downtime_ms"].as_u64())
+            .collect();
+        let count = |outcome: &str| entries.iter().filter(|d| d["outcome"] == outcome).count();
+        let mut measured = self.measured(name, jobs, wall, calls_before);
+        measured.downtime_ms = downtime_ms;
+        measured.peak_rss_kb = peak_rss_kb;
+        measured.migrated = count("migrated");
+        measured.failed = entries.len() - measured.migrated;
+        if measured.failed > 0 || measured.migrated != self.devices {
+            eprintln!(
+                "warning: {name}: {} of {} devices migrated",
+                measured.migrated, self.devices
+            );
+        }
+        measured
+    }
+
+    /// The documented manual procedure, one device after another.
+    fn run_baseline(&self) -> Measured {
+        let mut script = self.script_header();
+        writeln!(
+            script,
+            "for d in $(seq 1 {n}); do\n\
+             \x20 ttn-lw-cli -c \"$CE\" end-devices get --application-id {APP} --device-id dev-$d {EXPORT_FLAGS} > dev-$d.json\n\
+             \x20 jq '{STRIP}' dev-$d.json > dev-$d.import.json\n\
+             \x20 ttn-lw-cli -c \"$CE\" end-devices delete --application-id {APP} --device-id dev-$d\n\
+             \x20 ttn-lw-cli -c \"$CLOUD\" end-devices create --application-id {APP} < dev-$d.import.json > /dev/null\n\
+             done",
+            n = self.devices
+        )
+        .unwrap();
+        self.run_script("baseline: manual procedure (script)", script)
+    }
+
+    /// The tool's CLI calls, made by a shell script: the overhead reference.
+    fn run_same_calls_script(&self) -> Measured {
+        let mut script = self.script_header();
+        writeln!(
+            script,
+            "ttn-lw-cli version > /dev/null\n\
+             ttn-lw-cli -c \"$CE\" auth-info > /dev/null\n\
+             ttn-lw-cli -c \"$CLOUD\" auth-info > /dev/null\n\
+             ttn-lw-cli -c \"$CE\" end-devices list --application-id {APP} --limit 1000 --page 1 > /dev/null\n\
+             ttn-lw-cli -c \"$CLOUD\" end-devices list --application-id {APP} --limit 1000 --page 1 > /dev/null\n\
+             for d in $(seq 1 {n}); do\n\
+             \x20 ttn-lw-cli -c \"$CE\" end-devices get --application-id {APP} --device-id dev-$d --supports-join > /dev/null\n\
+             \x20 ttn-lw-cli -c \"$CE\" end-devices get --application-id {APP} --device-id dev-$d {EXPORT_FLAGS} > dev-$d.json\n\
+             \x20 jq '{STRIP}' dev-$d.json > dev-$d.import.json\n\
+             \x20 ttn-lw-cli -c \"$CE\" end-devices delete --application-id {APP} --device-id dev-$d\n\
+             \x20 ttn-lw-cli -c \"$CLOUD\" end-devices create --application-id {APP} < dev-$d.import.json > /dev/null\n\
+             done",
+            n = self.devices
+        )
+        .unwrap();
+        self.run_script("shell script, same calls", script)
+    }
+
+    fn script_header(&self) -> String {
+        format!(
+            "set -eu\nexport TTN_LW_SKIP_VERSION_CHECK=true TTN_LW_TELEMETRY_ENABLE=false\nCE='{}'\nCLOUD='{}'\n",
+            self.profile("ce").display(),
+            self.profile("cloud").display()
+        )
+    }
+
+    fn run_script(&self, name: &str, script: String) -> Measured {
+        let file = self.dir.path().join("procedure.sh");
+        std::fs::write(&file, script).unwrap();
+        let calls_before = self.state.calls().len();
+        let mut command = self.command("bash");
+        command.arg(&file);
+        let (wall, _) = run_measured(command);
+        let mut measured = self.measured(name, 1, wall, calls_before);
+        measured.migrated = self.state.device_ids(CLOUD, APP).len();
+        measured.failed = self.devices - measured.migrated;
+        measured.downtime_ms = self.downtime_from_call_log(calls_before);
+        measured
+    }
+
+    /// Delete start to create end of each device, from the double's call log.
+    fn downtime_from_call_log(&self, skip: usize) -> Vec<u64> {
+        let mut delete_started: BTreeMap<String, u128> = BTreeMap::new();
+        let mut downtime = Vec::new();
+        let millis = |at: &str| {
+            humantime::parse_rfc3339(at)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis())
+        };
+        let mut device_of_next_create: Option<String> = None;
+        for call in self.state.calls().into_iter().skip(skip) {
+            match call.command.as_str() {
+                "end-devices delete" => {
+                    let i = call.argv.iter().position(|a| a == "--device-id");
+                    if let (Some(i), Some(start)) = (i, millis(&call.started_at)) {
+                        let device = call.argv[i + 1].clone();
+                        delete_started.insert(device.clone(), start);
+                        device_of_next_create = Some(device);
+                    }
+                }
+                // The script is sequential: a create belongs to the device deleted just before.
+                "end-devices create" => {
+                    let start = device_of_next_create
+                        .take()
+                        .and_then(|d| delete_started.get(&d).copied());
+                    let end = call.ended_at.as_deref().and_then(millis);
+                    if let (Some(start), Some(end)) = (start, end) {
+                        downtime.push((end - start) as u64);
+                    }
+                }
+                _ => {}
+            }
+        }
+        downtime
+    }
+
+    fn measured(&self, name: &str, jobs: u32, wall: Duration, calls_before: usize) -> Measured {
+        let calls = self.state.calls();
+        let (device_calls, application_calls) =
+            calls[calls_before..]
+                .iter()
+                .fold((0, 0), |(device, application), call| {
+                    if call.command.starts_with("end-devices ")
+                        && call.command != "end-devices list"
+                    {
+                        (device + 1, application)
+                    } else {
+                        (device, application + 1)
+                    }
+                });
+        Measured {
+            name: name.to_string(),
+            jobs,
+            wall,
+            device_calls,
+            application_calls,
+            devices: self.devices,
+            downtime_ms: Vec::new(),
+            peak_rss_kb: None,
+            migrated: 0,
+            failed: 0,
+        }
+    }
+}
+
+/// Runs a command to its end; wall time and the process's own peak RSS (VmHWM, in kB).
+fn run_measured(mut command: Command) -> (Duration, Option<u64>) {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the measured process");
+    let status_file = PathBuf::from(format!("/proc/{}/status", child.id()));
+    let mut peak = None;
+    let status = loop {
+        if let Some(kb) = high_water_mark_kb(&status_file) {
+            peak = Some(peak.map_or(kb, |p: u64| p.max(kb)));
+        }
+        match child.try_wait().expect("wait for the measured process") {
+            Some(status) => break status,
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let wall = started.elapsed();
+    if !status.success() {
+        eprintln!("warning: the measured process exited with {status}");
+    }
+    (wall, peak)
+}
+
+fn high_water_mark_kb(status_file: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(status_file).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn percentile(values: &[u64], p: f64) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+fn table(rows: &[Measured], baseline: &Measured, latency_ms: u64) -> String {
+    let mut out = String::from(
+        "| run | wall | speed-up vs baseline | CLI calls/device (+ per application) | ideal N×calls×latency/jobs | wall / ideal | downtime p50 | downtime p99 | peak RSS | migrated |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let ideal = row.device_calls as f64 * latency_ms as f64 / 1000.0 / row.jobs as f64;
+        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+        writeln!(
+            out,
+            "| {} | {:.1} s | {:.2}× | {:.2} (+{}) | {:.1} s | {:.3} | {} | {} | {} | {}/{} |",
+            row.name,
+            row.wall.as_secs_f64(),
+            baseline.wall.as_secs_f64() / row.wall.as_secs_f64(),
+            row.calls_per_device(),
+            row.application_calls,
+            ideal,
+            row.wall.as_secs_f64() / ideal,
+            ms(percentile(&row.downtime_ms, 50.0)),
+            ms(percentile(&row.downtime_ms, 99.0)),
+            row.peak_rss_kb.map_or("-".to_string(), |kb| format!(
+                "{:.1} MB",
+                kb as f64 / 1024.0
+            )),
+            row.migrated,
+            row.devices
+        )
+        .unwrap();
+    }
+    out
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("Machine: {cores} cores, {cpu}; release builds of the tool and the double.")
+}

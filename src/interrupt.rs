@@ -47,10 +47,4 @@ impl Interrupt {
     pub fn requested(&self) -> bool {
         self.count.load(Ordering::SeqCst) > 0
     }
-
-    /// For tests: behave as if Ctrl-C had been pressed.
-    #[cfg(test)]
-    pub fn request(&self) {
-        self.count.fetch_add(1, Ordering::SeqCst);
-    }
 }

@@ -519,14 +519,14 @@ pub struct CliError {
     /// The shell line that failed (never holds keys).
     pub command: String,
     pub exit_code: Option<i32>,
-    pub error: Option<TtsError>,
+    pub error: Option<Box<TtsError>>,
     /// The first error line, or a description.
     pub detail: String,
 }
 
 impl CliError {
     fn from_failure(command: String, exit_code: Option<i32>, stderr: &str) -> CliError {
-        let error = stderr.lines().find_map(TtsError::parse);
+        let error = stderr.lines().find_map(TtsError::parse).map(Box::new);
         let first_line = stderr
             .lines()
             .map(str::trim)

@@ -6,7 +6,7 @@
 //! env.seed_ce("otaa-eu1");
 //! env.run(&["migrate", "app-1", "dev-1", "--yes"]).success();
 //! ```
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test crate uses part of this module
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -234,19 +234,29 @@ impl Run {
 
     #[track_caller]
     pub fn code(self, code: i32) -> Run {
-        assert_eq!(self.code, Some(code), "expected exit status {code}:\n{self:#?}");
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit status {code}:\n{self:#?}"
+        );
         self
     }
 
     #[track_caller]
     pub fn stdout_has(self, needle: &str) -> Run {
-        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}:\n{self:#?}");
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{self:#?}"
+        );
         self
     }
 
     #[track_caller]
     pub fn stderr_has(self, needle: &str) -> Run {
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{self:#?}");
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{self:#?}"
+        );
         self
     }
 

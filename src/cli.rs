@@ -79,7 +79,9 @@ pub enum Command {
 
 /// Migrate devices with their session: export, delete from the source, import, verify.
 #[derive(Debug, Args)]
-#[command(override_usage = "ttn-session-migrate migrate [OPTIONS] <APPLICATION_ID> <DEVICE_ID...|--devices-file FILE|--all>")]
+#[command(
+    override_usage = "ttn-session-migrate migrate [OPTIONS] <APPLICATION_ID> <DEVICE_ID...|--devices-file FILE|--all>"
+)]
 #[command(after_help = "Examples:
   ttn-session-migrate migrate my-app my-device --dry-run
   ttn-session-migrate migrate my-app my-device --from ce --to cloud
@@ -140,6 +142,14 @@ pub struct MigrateArgs {
     /// Do not ask for confirmation before deleting devices from the source
     #[arg(short, long)]
     pub yes: bool,
+
+    /// Skip the `doctor` checks before the first delete
+    #[arg(long)]
+    pub skip_checks: bool,
+
+    /// The gateways that hear these devices are on the target already: no DevAddr warning
+    #[arg(long)]
+    pub gateways_migrated: bool,
 
     /// Where exports and journals are kept [default: ./ttn-migrate-<timestamp>]
     #[arg(long, value_name = "DIR")]
@@ -289,14 +299,16 @@ pub struct LoginArgs {
 
 /// Check ttn-lw-cli, the profiles, the logins and their rights, and the applications.
 #[derive(Debug, Args)]
-#[command(after_help = "Prints one line per check: ✓ fine, ! worth knowing, ✗ a problem, with the
+#[command(
+    after_help = "Prints one line per check: ✓ fine, ! worth knowing, ✗ a problem, with the
 command that fixes it. Exits 0 when there is no ✗. `migrate` runs the same checks before it
 deletes anything (unless --skip-checks).
 
 Examples:
   ttn-session-migrate doctor
   ttn-session-migrate doctor --application-id my-app
-  ttn-session-migrate doctor --from ce --to cloud --application-id my-app --to-application my-new-app")]
+  ttn-session-migrate doctor --from ce --to cloud --application-id my-app --to-application my-new-app"
+)]
 pub struct DoctorArgs {
     /// Source profile name, or path of a ttn-lw-cli config file
     #[arg(long, value_name = "PROFILE|FILE", default_value = "ce")]
@@ -331,5 +343,9 @@ pub struct CompletionsArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   ttn-session-migrate man > ttn-session-migrate.1 && man ./ttn-session-migrate.1
-  sudo sh -c 'ttn-session-migrate man > /usr/local/share/man/man1/ttn-session-migrate.1'")]
-pub struct ManArgs {}
+  sudo ttn-session-migrate man --out-dir /usr/local/share/man/man1")]
+pub struct ManArgs {
+    /// Write ttn-session-migrate.1 and one page per sub-command into DIR instead
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}

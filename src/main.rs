@@ -6,7 +6,9 @@
 
 mod cli;
 mod commands;
+mod devaddr;
 mod device;
+mod doctor;
 mod interrupt;
 mod journal;
 mod output;
@@ -15,14 +17,13 @@ mod profile;
 mod report;
 mod runner;
 mod selection;
+mod style;
 mod ttn_lw_cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     match commands::run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -183,7 +183,8 @@ fn default_config_dir() -> Result<PathBuf> {
     }
 }
 
-fn looks_like_path(value: &str) -> bool {
+/// Whether `--from`/`--to` names a file rather than a profile.
+pub fn looks_like_path(value: &str) -> bool {
     value.contains('/') || value.ends_with(".yml") || value.ends_with(".yaml")
 }
 

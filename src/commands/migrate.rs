@@ -87,13 +87,23 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         return Ok(true);
     }
 
+    let gateways = super::checks::before_first_delete(context, args, &cli, &migration)?;
+
     if args.dry_run {
-        return dry_run(&cli, &migration, &devices, &work_path, page_size);
+        return dry_run(
+            &cli,
+            &migration,
+            &devices,
+            &work_path,
+            page_size,
+            gateways.as_ref(),
+        );
     }
 
     let conflicts = preflight(&cli, &migration, &devices, page_size, &mut |_, _| {})?;
     let (conflicting, to_run): (Vec<String>, Vec<String>) =
         devices.iter().cloned().partition(|d| conflicts.contains(d));
+    super::checks::warn_before_confirmation(gateways.as_ref(), to_run.len());
     confirm_migration(&migration, &to_run, args.yes)?;
 
     let work = WorkDir::create(&work_path)?;
@@ -130,6 +140,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         args.fail_fast,
     ));
     let succeeded = finish(&reports, &work);
+    super::checks::warn_after_run(gateways.as_ref(), &reports);
     write_report(args.report.as_deref(), &reports)?;
     Ok(succeeded)
 }
@@ -352,6 +363,7 @@ fn dry_run(
     devices: &[String],
     work: &Path,
     page_size: usize,
+    gateways: Option<&crate::devaddr::GatewayCheck>,
 ) -> Result<bool> {
     println!("# Dry run: nothing is deleted or created. Commands marked `ran` are read-only and were run to make this plan exact.");
     println!("# Every command runs with the TTN_LW_* variables removed, and TTN_LW_SKIP_VERSION_CHECK=true TTN_LW_TELEMETRY_ENABLE=false.");
@@ -377,6 +389,7 @@ fn dry_run(
         },
     )?;
     let mut ok = true;
+    let mut exported = Vec::new();
     for device in devices {
         println!();
         println!("# device {device}");
@@ -422,6 +435,7 @@ fn dry_run(
             match parsed.validate(mode, &output.stderr) {
                 Ok(()) => {
                     let s = parsed.session_summary();
+                    exported.push((device.clone(), s.dev_addr.clone()));
                     println!(
                         "{}  # ran (not saved): complete, DevAddr {}, FCnt up {}, down {}",
                         cli.render(&export),
@@ -451,6 +465,7 @@ fn dry_run(
         println!("{}", cli.render(&migration.delete(device)));
         println!("{}", cli.render(&migration.import(&import_file)));
     }
+    super::checks::print_dry_run_gateways(gateways, &exported);
     Ok(ok)
 }
 

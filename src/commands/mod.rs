@@ -1,7 +1,10 @@
 //! One function per sub-command. Each returns whether everything it did succeeded.
 
+mod checks;
+mod doctor;
 mod migrate;
 mod profiles;
+mod shell_integration;
 
 use std::time::Duration;
 
@@ -48,5 +51,8 @@ pub fn run(cli: Cli) -> Result<bool> {
         Command::Rollback(args) => migrate::rollback(&context, args),
         Command::Profile(command) => profiles::profile(&context, command),
         Command::Login(args) => profiles::login(&context, args),
+        Command::Doctor(args) => doctor::doctor(&context, args),
+        Command::Completions(args) => shell_integration::completions(args),
+        Command::Man(args) => shell_integration::man(args),
     }
 }

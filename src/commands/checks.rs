@@ -1,0 +1,107 @@
+//! What `migrate` checks before its first delete, and what it tells about gateways.
+//!
+//! 1. `doctor`'s checks (unless `--skip-checks`): a ✗ stops the migration before anything is
+//!    deleted; a ! is printed and the migration goes on.
+//! 2. The DevAddr / gateway check (unless `--gateways-migrated`): the target's prefixes are read
+//!    once; the warning is printed above the confirmation, worded from the source's DevAddr
+//!    block, and again after the run with the exact DevAddrs of the migrated devices. A dry run
+//!    prints the exact list, since it exports every device.
+//!
+//! Every call here is read-only, costs O(1) per migration, and is printed by a dry run.
+
+use anyhow::{bail, Result};
+
+use super::Context;
+use crate::cli::MigrateArgs;
+use crate::devaddr::{self, GatewayCheck};
+use crate::doctor;
+use crate::plan::Migration;
+use crate::runner::{DeviceReport, Outcome};
+use crate::style::{Colour, Style};
+use crate::ttn_lw_cli::{Invocation, TtnLwCli};
+
+/// Runs the checks; returns the gateway check for the warnings, or `None` when acknowledged.
+pub fn before_first_delete(
+    context: &Context,
+    args: &MigrateArgs,
+    cli: &TtnLwCli,
+    migration: &Migration,
+) -> Result<Option<GatewayCheck>> {
+    let mut ran = |invocation: &Invocation, what: &str| {
+        if args.dry_run {
+            println!("{}  # ran: {what}", cli.render(invocation));
+        }
+    };
+    if !args.skip_checks {
+        let checkup = doctor::before_migration(cli, migration, &mut ran);
+        if !checkup.problems().is_empty() {
+            bail!("{}", doctor::refusal(&checkup));
+        }
+        if !context.cli.quiet {
+            let style = Style::for_stderr();
+            for warning in checkup.warnings() {
+                eprintln!("{}", warning.render(style));
+            }
+        }
+    }
+    if args.gateways_migrated {
+        return Ok(None);
+    }
+    let prefixes = devaddr::read_target_prefixes(cli, &migration.target, &mut ran);
+    Ok(Some(GatewayCheck::new(
+        &migration.source,
+        &migration.target,
+        prefixes,
+    )))
+}
+
+/// The warning above the confirmation (printed with `--yes` too).
+pub fn warn_before_confirmation(gateways: Option<&GatewayCheck>, devices: usize) {
+    if devices == 0 {
+        return;
+    }
+    if let Some(warning) = gateways.and_then(|g| g.before_migration(devices)) {
+        eprintln!("{}", warning_text(&warning));
+    }
+}
+
+/// The exact list after the run: the migrated devices whose DevAddr is outside the target's
+/// prefixes.
+pub fn warn_after_run(gateways: Option<&GatewayCheck>, reports: &[DeviceReport]) {
+    let Some(gateways) = gateways else { return };
+    let migrated: Vec<(String, Option<String>)> = reports
+        .iter()
+        .filter(|r| r.outcome == Outcome::Migrated)
+        .map(|r| {
+            (
+                r.device_id.clone(),
+                r.session.as_ref().and_then(|s| s.dev_addr.clone()),
+            )
+        })
+        .collect();
+    if let Some(warning) = gateways.after_export("migrated device", &migrated) {
+        eprintln!("{}", warning_text(&warning));
+    }
+}
+
+/// The exact list of a dry run, as comment lines.
+pub fn print_dry_run_gateways(
+    gateways: Option<&GatewayCheck>,
+    exported: &[(String, Option<String>)],
+) {
+    let Some(warning) = gateways.and_then(|g| g.after_export("exported device", exported)) else {
+        return;
+    };
+    println!();
+    for line in warning.lines() {
+        println!("# {line}");
+    }
+    println!("# The real run asks before its first delete; pass --gateways-migrated once the gateways are moved.");
+}
+
+fn warning_text(warning: &str) -> String {
+    format!(
+        "{} {warning}",
+        Style::for_stderr().paint(Colour::Yellow, "!")
+    )
+}

@@ -1,0 +1,85 @@
+//! `doctor`: every check, one line each, with the command that fixes each problem.
+
+use anyhow::Result;
+
+use super::Context;
+use crate::cli::DoctorArgs;
+use crate::doctor::{Checkup, Side, Status};
+use crate::style::Style;
+use crate::ttn_lw_cli::{Invocation, Locator};
+
+/// Runs the checks and prints them. True when nothing is ✗.
+pub fn doctor(context: &Context, args: &DoctorArgs) -> Result<bool> {
+    let mut ran = |_: &Invocation, _: &str| {};
+    let mut checkup = Checkup::new(&mut ran);
+
+    let located = Locator::from_environment(context.cli.ttn_lw_cli.as_deref()).locate();
+    let cli = checkup
+        .cli(located)
+        .map(|cli| cli.with_echo(context.cli.verbose));
+
+    let store = context.profiles()?;
+    let source = checkup.profile(&store, Side::Source, &args.from);
+    let target = checkup.profile(&store, Side::Target, &args.to);
+    if let (Some(source), Some(target)) = (&source, &target) {
+        checkup.distinct_logins(source, target);
+    }
+
+    let target_application = args
+        .to_application
+        .clone()
+        .or_else(|| args.application_id.clone());
+    for (side, profile, application) in [
+        (Side::Source, &source, args.application_id.as_deref()),
+        (Side::Target, &target, target_application.as_deref()),
+    ] {
+        let what = format!("{} login", side.name());
+        let (Some(cli), Some(profile)) = (&cli, profile) else {
+            let because = if cli.is_none() {
+                "needs a working ttn-lw-cli"
+            } else {
+                "needs the profile"
+            };
+            checkup.skipped(&what, because);
+            continue;
+        };
+        let works = checkup.login(cli, side, profile);
+        match application {
+            Some(app) if works => checkup.application(cli, side, profile, app),
+            Some(app) => checkup.skipped(
+                &format!("application `{app}` on the {}", side.name()),
+                "needs a working login",
+            ),
+            None => {}
+        }
+    }
+    checkup.environment(std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()));
+
+    let style = Style::for_stdout();
+    for finding in &checkup.findings {
+        if !context.cli.quiet || finding.status == Status::Problem {
+            println!("{}", finding.render(style));
+        }
+    }
+    let problems = checkup.problems().len();
+    let warnings = checkup.warnings().len();
+    if problems == 0 {
+        println!(
+            "\nReady to migrate: no problems{}.",
+            match warnings {
+                0 => String::new(),
+                1 => ", 1 warning".to_string(),
+                n => format!(", {n} warnings"),
+            }
+        );
+        if args.application_id.is_none() && !context.cli.quiet {
+            println!("Add --application-id APP to check the application on both sides too.");
+        }
+    } else {
+        println!(
+            "\n{problems} problem{} to fix (✗); run `ttn-session-migrate doctor` again afterwards.",
+            if problems == 1 { "" } else { "s" }
+        );
+    }
+    Ok(problems == 0)
+}

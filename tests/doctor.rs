@@ -1,0 +1,360 @@
+//! `doctor` against the ttn-lw-cli test double, in each failing state, and the same checks
+//! before `migrate` deletes anything.
+
+mod common;
+
+use common::*;
+use ttn_lw_cli_double::DeploymentSettings;
+
+/// Replaces one line of a profile's config file.
+fn edit_profile(env: &Env, name: &str, key: &str, value: &str) {
+    let path = env.profile(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut found = false;
+    let edited: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with(&format!("{key}:")) {
+                found = true;
+                format!("{key}: {value}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    assert!(found, "{key} not in {text}");
+    std::fs::write(&path, edited.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn a_working_setup_passes_every_check() {
+    let env = Env::new().with_profiles();
+    let run = env
+        .run(&["doctor", "--application-id", "app-1"])
+        .success()
+        .stdout_has("✓ ttn-lw-cli 3.32.1 at ")
+        .stdout_has("✓ source profile `ce`: The Things Stack Community Edition, cluster eu1")
+        .stdout_has("✓ target profile `cloud`: The Things Stack Cloud, tenant acme, cluster eu1")
+        .stdout_has("keep separate logins")
+        .stdout_has("✓ source login `ce` works")
+        .stdout_has("✓ target login `cloud` works")
+        .stdout_has("✓ application `app-1` is on the source")
+        .stdout_has("✓ application `app-1` is on the target")
+        .stdout_has("Ready to migrate: no problems.")
+        .clean_errors();
+    assert!(!run.stdout.contains('✗'), "{run:#?}");
+    assert!(!run.stdout.contains("\x1b["), "coloured without a terminal");
+}
+
+#[test]
+fn no_ttn_lw_cli() {
+    let env = Env::new().with_profiles();
+    env.cmd()
+        .args(&["doctor"])
+        .env("PATH", "")
+        .run()
+        .failure()
+        .stdout_has("✗ ttn-lw-cli was not found")
+        .stdout_has("fix: install The Things Stack CLI")
+        .stdout_has("export TTN_LW_CLI=")
+        .stdout_has("- source login: not checked (needs a working ttn-lw-cli)")
+        .stdout_has("1 problem to fix")
+        .clean_errors();
+}
+
+#[test]
+fn a_ttn_lw_cli_too_old_to_import_sessions() {
+    let env = Env::new().with_profiles();
+    env.state.set_version("3.11.0");
+    env.run(&["doctor"])
+        .failure()
+        .stdout_has("✗ ttn-lw-cli 3.11.0 at ")
+        .stdout_has("too old, importing sessions needs 3.12.0 or newer")
+        .stdout_has("fix: install ttn-lw-cli 3.23.0 or newer")
+        .clean_errors();
+}
+
+#[test]
+fn a_ttn_lw_cli_before_the_pending_state_fix_is_a_warning() {
+    let env = Env::new().with_profiles();
+    env.state.set_version("3.20.0");
+    env.run(&["doctor"])
+        .success()
+        .stdout_has("! ttn-lw-cli 3.20.0 at ")
+        .stdout_has("lorawan-stack #5926")
+        .stdout_has("Ready to migrate: no problems, 1 warning.")
+        .clean_errors();
+}
+
+#[test]
+fn missing_profiles() {
+    let env = Env::new();
+    env.run(&["doctor"])
+        .failure()
+        .stdout_has("✗ source profile `ce` does not exist")
+        .stdout_has("fix: ttn-session-migrate profile add ce --host eu1.cloud.thethings.network")
+        .stdout_has("✗ target profile `cloud` does not exist")
+        .stdout_has(
+            "fix: ttn-session-migrate profile add cloud --host <tenant>.eu1.cloud.thethings.industries",
+        )
+        .stdout_has("- source login: not checked (needs the profile)")
+        .stdout_has("2 problems to fix")
+        .clean_errors();
+}
+
+#[test]
+fn a_broken_profile_file() {
+    let env = Env::new().with_profiles();
+    std::fs::write(env.profile("cloud"), "this: [is not yaml").unwrap();
+    env.run(&["doctor"])
+        .failure()
+        .stdout_has("✗ target profile `cloud`: ")
+        .stdout_has("is not a valid ttn-lw-cli config file")
+        .stdout_has("fix: ttn-session-migrate profile remove cloud, then ttn-session-migrate profile add cloud")
+        .clean_errors();
+}
+
+#[test]
+fn profiles_sharing_a_credentials_id() {
+    let env = Env::new().with_profiles();
+    edit_profile(&env, "cloud", "credentials-id", CE);
+    env.run(&["doctor"])
+        .failure()
+        .stdout_has(&format!(
+            "✗ profiles `ce` and `cloud` share credentials-id `{CE}`: logging in to one replaces the other's login"
+        ))
+        .stdout_has(&format!("fix: set `credentials-id: {CLOUD}` in "))
+        .stdout_has("then `ttn-session-migrate login cloud`")
+        .clean_errors();
+}
+
+#[test]
+fn not_logged_in() {
+    let env = Env::new();
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    env.run(&["profile", "add", "cloud", "--host", CLOUD])
+        .success();
+    env.run(&["login", "cloud", "--api-key", "NNSXS.CLOUD.SECRET"])
+        .success();
+    let run = env
+        .run(&["doctor", "--application-id", "app-1"])
+        .failure()
+        .stdout_has(
+            "✗ source login `ce`: not logged in to The Things Stack Community Edition, cluster eu1",
+        )
+        .stdout_has("fix: ttn-session-migrate login ce (OAuth in the browser), or `ttn-session-migrate login ce --api-key <KEY>`")
+        .stdout_has("- application `app-1` on the source: not checked (needs a working login)")
+        .stdout_has("✓ target login `cloud` works")
+        .clean_errors();
+    assert!(!run.stdout.contains("✗ target"), "{run:#?}");
+}
+
+#[test]
+fn a_login_made_for_other_hosts() {
+    let env = Env::new().with_profiles();
+    edit_profile(
+        &env,
+        "ce",
+        "network-server-grpc-address",
+        "nam1.cloud.thethings.network:8884",
+    );
+    env.run(&["doctor"])
+        .failure()
+        .stdout_has("✗ source login `ce`: the login was made for other server addresses")
+        .stdout_has("(unknown_host)")
+        .stdout_has("fix: ttn-session-migrate login ce")
+        .clean_errors();
+}
+
+#[test]
+fn a_missing_target_application() {
+    let env = Env::new().with_profiles();
+    env.run(&[
+        "doctor",
+        "--application-id",
+        "app-1",
+        "--to-application",
+        "new-app",
+    ])
+    .failure()
+    .stdout_has("✓ application `app-1` is on the source")
+    .stdout_has("✗ application `new-app` does not exist on the target (The Things Stack Cloud, tenant acme, cluster eu1)")
+    .stdout_has("fix: create application `new-app` in the Console (https://acme.eu1.cloud.thethings.industries/console/applications/add)")
+    .clean_errors();
+}
+
+#[test]
+fn a_missing_source_application() {
+    let env = Env::new().with_profiles();
+    env.run(&["doctor", "--application-id", "no-such-app"])
+        .failure()
+        .stdout_has("✗ application `no-such-app` cannot be read on the source")
+        .stdout_has("fix: check the application ID in the Console (https://eu1.cloud.thethings.network/console/applications)")
+        .clean_errors();
+}
+
+#[test]
+fn an_api_key_without_the_key_rights_says_which_right_is_missing() {
+    let env = Env::new().with_profiles();
+    env.state.set_deployment(
+        CLOUD,
+        DeploymentSettings::default().api_key(
+            "NNSXS.CLOUD.SECRET",
+            &[
+                "RIGHT_APPLICATION_INFO",
+                "RIGHT_APPLICATION_DEVICES_READ",
+                "RIGHT_APPLICATION_DEVICES_WRITE",
+            ],
+        ),
+    );
+    let run = env
+        .run(&["doctor", "--application-id", "app-1"])
+        .failure()
+        .stdout_has("✗ the API key of `cloud` lacks RIGHT_APPLICATION_DEVICES_READ_KEYS (to read device keys and sessions), RIGHT_APPLICATION_DEVICES_WRITE_KEYS (to write device keys and sessions)")
+        .stdout_has("then `ttn-session-migrate login cloud --api-key <KEY>`")
+        .clean_errors();
+    assert!(!run.stdout.contains("lacks RIGHT_APPLICATION_DEVICES_READ "));
+}
+
+#[test]
+fn an_unknown_api_key() {
+    let env = Env::new().with_profiles();
+    env.state.set_deployment(
+        CE,
+        DeploymentSettings::default().api_key("NNSXS.OTHER.KEY", &["RIGHT_APPLICATION_ALL"]),
+    );
+    env.run(&["doctor"])
+        .failure()
+        .stdout_has("✗ source login `ce`: The Things Stack Community Edition, cluster eu1 does not accept the stored API key")
+        .stdout_has("fix: ttn-session-migrate login ce --api-key <KEY>")
+        .clean_errors();
+}
+
+#[test]
+fn stray_ttn_lw_variables_are_a_warning() {
+    let env = Env::new().with_profiles();
+    env.cmd()
+        .args(&["doctor"])
+        .env("TTN_LW_APPLICATION_ID", "other-app")
+        .env("TTN_LW_CONFIG", "/elsewhere.yml")
+        .run()
+        .success()
+        .stdout_has("! TTN_LW_APPLICATION_ID, TTN_LW_CONFIG set in your environment: this tool removes them from its ttn-lw-cli calls")
+        .stdout_has("fix: unset TTN_LW_APPLICATION_ID TTN_LW_CONFIG")
+        .clean_errors();
+}
+
+#[test]
+fn quiet_prints_only_the_problems_and_the_summary() {
+    let env = Env::new().with_profiles();
+    let run = env
+        .run(&[
+            "-q",
+            "doctor",
+            "--application-id",
+            "app-1",
+            "--to-application",
+            "new-app",
+        ])
+        .failure()
+        .stdout_has("✗ application `new-app` does not exist on the target")
+        .stdout_has("1 problem to fix");
+    assert!(!run.stdout.contains('✓'), "{run:#?}");
+}
+
+#[test]
+fn verbose_shows_each_ttn_lw_cli_command() {
+    let env = Env::new().with_profiles();
+    env.run(&["-v", "doctor", "--application-id", "app-1"])
+        .success()
+        .stderr_has("$ ttn-lw-cli -c ")
+        .stderr_has(" auth-info")
+        .stderr_has(" applications get app-1");
+}
+
+#[test]
+fn migrate_runs_the_checks_and_a_problem_stops_it_before_any_delete() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    env.state.set_deployment(
+        CLOUD,
+        DeploymentSettings::default().api_key(
+            "NNSXS.CLOUD.SECRET",
+            &["RIGHT_APPLICATION_INFO", "RIGHT_APPLICATION_DEVICES_READ"],
+        ),
+    );
+    env.run(&["migrate", "app-1", "dev-1", "--yes"])
+        .failure()
+        .stderr_has("the checks before the migration found 1 problem; nothing was deleted")
+        .stderr_has("✗ the API key of `cloud` lacks RIGHT_APPLICATION_DEVICES_READ_KEYS")
+        .stderr_has("fix: in the Console")
+        .stderr_has("or pass --skip-checks")
+        .clean_errors();
+    assert!(env.writes().is_empty());
+    assert!(env.on_ce("dev-1").is_some());
+}
+
+#[test]
+fn skip_checks_runs_none_of_them() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    let before = env.state.calls().len();
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--skip-checks"])
+        .success();
+    let commands: Vec<String> = env
+        .state
+        .calls()
+        .into_iter()
+        .skip(before)
+        .map(|c| c.command)
+        .collect();
+    assert!(
+        !commands.iter().any(|c| c == "applications get"),
+        "{commands:#?}"
+    );
+    assert!(env.on_cloud("dev-1").is_some());
+}
+
+#[test]
+fn migrate_makes_a_constant_number_of_check_calls() {
+    let env = Env::new().with_profiles();
+    for i in 1..=3 {
+        let mut device = DoubleState::fixture("otaa-eu1");
+        device["ids"]["device_id"] = format!("dev-{i}").into();
+        device["ids"]["application_ids"]["application_id"] = APP.into();
+        device["ids"]["dev_eui"] = format!("70B3D57ED3{i:06X}").into();
+        env.state.put_device(CE, &device);
+    }
+    let before = env.state.calls().len();
+    env.run(&["migrate", "app-1", "dev-1", "dev-2", "dev-3", "--yes"])
+        .success();
+    let commands: Vec<String> = env
+        .state
+        .calls()
+        .into_iter()
+        .skip(before)
+        .map(|c| c.command)
+        .collect();
+    let count = |name: &str| commands.iter().filter(|c| *c == name).count();
+    assert_eq!(count("applications get"), 2, "{commands:#?}");
+    assert_eq!(
+        count("end-devices get-dev-addr-prefixes"),
+        1,
+        "{commands:#?}"
+    );
+}
+
+#[test]
+fn an_unreachable_deployment() {
+    let env = Env::new().with_profiles();
+    env.state
+        .add_fault(Fault::unavailable("auth-info").on(CLOUD));
+    env.run(&["doctor"])
+        .failure()
+        .stdout_has(
+            "✗ target login `cloud`: cannot reach The Things Stack Cloud, tenant acme, cluster eu1",
+        )
+        .stdout_has("fix: check the network connection and the addresses in ")
+        .stdout_has("(`ttn-session-migrate profile show cloud`)")
+        .clean_errors();
+}

@@ -208,7 +208,13 @@ impl Lab {
             &["login", "ce", "--api-key", "NNSXS.CE.SECRET"],
             &["login", "cloud", "--api-key", "NNSXS.CLOUD.SECRET"],
         ] {
-            let status = lab.command(TOOL).args(args).status().unwrap();
+            let status = lab
+                .command(TOOL)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
             assert!(status.success(), "set-up `{}` failed", args.join(" "));
         }
         let name = match fixture {
@@ -268,7 +274,13 @@ impl Lab {
         if otaa {
             command.arg("--otaa");
         }
+        let log = self.dir.path().join("tool-stderr.txt");
+        command.stderr(std::fs::File::create(&log).unwrap());
         let (wall, peak_rss_kb) = run_measured(command);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.contains(&format!("{} migrated, 0 failed", self.devices)) {
+            eprintln!("warning: {name}: the tool said:\n{text}");
+        }
         let text = std::fs::read_to_string(self.dir.path().join("cwd/report.json"))
             .expect("the tool wrote its report");
         let report: Value = serde_json::from_str(&text).expect("the report is JSON");

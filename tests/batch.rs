@@ -70,9 +70,14 @@ fn all_pages_through_the_source_application_and_honours_exclude() {
         "--jobs",
         "2",
         "--yes",
+        "--report",
+        "report.json",
     ])
     .success()
     .stderr_has("4 migrated, 0 failed, 0 skipped, 0 conflicts");
+    let report = read_report(&env, "report.json");
+    assert_eq!(report["summary"]["migrated"], 4);
+    assert_eq!(report["devices"].as_array().map(Vec::len), Some(4));
 
     // Pages of 2 devices: 2, 2, then a short page of 1 ends the listing.
     assert_eq!(list_pages(&env, CE), ["1", "2", "3"]);
@@ -152,6 +157,25 @@ fn every_bad_id_of_a_devices_file_is_reported_and_nothing_runs() {
     .clean_errors();
 
     assert_eq!(env.state.calls().len(), before, "ttn-lw-cli was called");
+}
+
+#[test]
+fn a_report_that_cannot_be_written_stops_the_run_before_anything_changes() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 1);
+    env.run(&[
+        "migrate",
+        "app-1",
+        "dev-1",
+        "--report",
+        "missing/report.json",
+        "--yes",
+    ])
+    .failure()
+    .stderr_has("the directory of the report file missing/report.json does not exist")
+    .clean_errors();
+    assert!(env.writes().is_empty());
+    assert!(env.on_ce("dev-1").is_some());
 }
 
 #[test]

@@ -578,6 +578,7 @@ fn run_devices(
 fn not_started(device: &str, runner: &Runner) -> DeviceReport {
     let mut report = DeviceReport::new(device, runner.migration);
     report.outcome = Outcome::Interrupted;
+    report.resumable = true;
     report.error = Some("not started: --fail-fast stopped the run after a failure".into());
     report.next_action = Some(format!(
         "fix the failure, then run `{}`",

@@ -167,7 +167,10 @@ impl WorkDir {
 /// Writes a file whole or not at all: temp file, fsync, rename, fsync of the directory.
 /// Mode 0600, since the files of a work directory hold keys.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let temp = dir.join(format!(".{name}.tmp"));
     let _guard = DURABLE_WRITE.lock().unwrap_or_else(|e| e.into_inner());

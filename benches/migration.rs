@@ -45,6 +45,13 @@ const TOOL: &str = env!("CARGO_BIN_EXE_ttn-session-migrate");
 /// The documented OTAA export of the manual procedure.
 const EXPORT_FLAGS: &str = "--name --description --lorawan-version --lorawan-phy-version \
      --frequency-plan-id --supports-join --root-keys --mac-settings --mac-state --session";
+/// The commands made on behalf of one device; every other call is made once per application.
+const PER_DEVICE_COMMANDS: [&str; 4] = [
+    "end-devices get",
+    "end-devices delete",
+    "end-devices create",
+    "end-devices set",
+];
 const STRIP: &str =
     "del(.ids.dev_addr, .network_server_address, .application_server_address, .join_server_address)";
 
@@ -91,6 +98,14 @@ fn main() {
         "\n### {devices} devices, {latency_ms} ms per ttn-lw-cli call\n\n{}",
         table(&rows, &baseline, latency_ms)
     );
+    if let Some(row) = rows.iter().find(|r| r.name == "tool --jobs 8") {
+        let calls: Vec<String> = row
+            .application_commands
+            .iter()
+            .map(|(command, count)| format!("{command} ×{count}"))
+            .collect();
+        println!("\nPer-application calls of the tool: {}.", calls.join(", "));
+    }
     println!(
         "\n### Overhead at zero latency, {devices} devices, one after another\n\n\
          | run | wall | calls/device | ratio to the script |\n|---|---:|---:|---:|\n\
@@ -172,6 +187,8 @@ struct Measured {
     device_calls: usize,
     /// Calls made once per application (version, auth-info, list, …).
     application_calls: usize,
+    /// Those calls by command.
+    application_commands: BTreeMap<String, usize>,
     devices: usize,
     downtime_ms: Vec<u64>,
     peak_rss_kb: Option<u64>,
@@ -405,24 +422,25 @@ impl Lab {
 
     fn measured(&self, name: &str, jobs: u32, wall: Duration, calls_before: usize) -> Measured {
         let calls = self.state.calls();
-        let (device_calls, application_calls) =
-            calls[calls_before..]
-                .iter()
-                .fold((0, 0), |(device, application), call| {
-                    if call.command.starts_with("end-devices ")
-                        && call.command != "end-devices list"
-                    {
-                        (device + 1, application)
-                    } else {
-                        (device, application + 1)
-                    }
-                });
+        let mut device_calls = 0;
+        let mut application_commands: BTreeMap<String, usize> = BTreeMap::new();
+        for call in &calls[calls_before..] {
+            if PER_DEVICE_COMMANDS.contains(&call.command.as_str()) {
+                device_calls += 1;
+            } else {
+                *application_commands
+                    .entry(call.command.clone())
+                    .or_default() += 1;
+            }
+        }
+        let application_calls = application_commands.values().sum();
         Measured {
             name: name.to_string(),
             jobs,
             wall,
             device_calls,
             application_calls,
+            application_commands,
             devices: self.devices,
             downtime_ms: Vec::new(),
             peak_rss_kb: None,

@@ -35,6 +35,7 @@ pub struct TtnLwCli {
     pub found_via: String,
     timeout: Duration,
     echo: bool,
+    version: std::sync::OnceLock<Version>,
 }
 
 /// Where the binary may come from, in the order it is looked for.
@@ -86,6 +87,7 @@ impl TtnLwCli {
             found_via: String::new(),
             timeout: DEFAULT_TIMEOUT,
             echo: false,
+            version: std::sync::OnceLock::new(),
         }
     }
 
@@ -126,19 +128,23 @@ impl TtnLwCli {
         self
     }
 
-    /// `ttn-lw-cli version`, parsed from its `Version:` line.
+    /// `ttn-lw-cli version`, parsed from its `Version:` line; asked once per run.
     pub fn version(&self) -> Result<Version> {
+        if let Some(version) = self.version.get() {
+            return Ok(*version);
+        }
         let output = self
             .run_plain(&["version"])
             .with_context(|| format!("could not run `{} version`", self.display))?;
         let text = String::from_utf8_lossy(&output);
-        Version::from_version_output(&text).with_context(|| {
+        let version = Version::from_version_output(&text).with_context(|| {
             format!(
                 "`{} version` printed no `Version:` line; is {} really ttn-lw-cli?",
                 self.display,
                 self.path.display()
             )
-        })
+        })?;
+        Ok(*self.version.get_or_init(|| version))
     }
 
     /// Checks the version is recent enough to import sessions.

@@ -57,6 +57,9 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
     };
     let work_path = args.work_dir.clone().unwrap_or_else(WorkDir::default_path);
     let page_size = args.page_size as usize;
+    if args.dry_run {
+        print_dry_run_header(&migration);
+    }
 
     let devices = match given {
         Some(devices) => devices,
@@ -97,10 +100,18 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
             &work_path,
             page_size,
             gateways.as_ref(),
+            !args.skip_checks,
         );
     }
 
-    let conflicts = preflight(&cli, &migration, &devices, page_size, &mut |_, _| {})?;
+    let conflicts = preflight(
+        &cli,
+        &migration,
+        &devices,
+        page_size,
+        !args.skip_checks,
+        &mut |_, _| {},
+    )?;
     let (conflicting, to_run): (Vec<String>, Vec<String>) =
         devices.iter().cloned().partition(|d| conflicts.contains(d));
     super::checks::warn_before_confirmation(gateways.as_ref(), to_run.len());
@@ -195,7 +206,14 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
     let conflicts = if fresh.is_empty() {
         BTreeSet::new()
     } else {
-        preflight(&cli, &migration, &fresh, MAX_PAGE_SIZE, &mut |_, _| {})?
+        preflight(
+            &cli,
+            &migration,
+            &fresh,
+            MAX_PAGE_SIZE,
+            false,
+            &mut |_, _| {},
+        )?
     };
     let mut reports: Vec<DeviceReport> = Vec::new();
     let to_run: Vec<String> = unfinished
@@ -299,16 +317,23 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<bool> {
 }
 
 /// Read-only checks of both deployments before anything is deleted: both logins work (run one
-/// after the other, since ttn-lw-cli's credential cache has no locking), and the target
-/// application exists. Returns the selected devices that are already in the target application.
+/// after the other, since ttn-lw-cli's credential cache has no locking; skipped when the
+/// doctor checks already ran them), and the target application exists. Returns the selected
+/// devices that are already in the target application.
 fn preflight(
     cli: &TtnLwCli,
     migration: &Migration,
     devices: &[String],
     page_size: usize,
+    logins_checked: bool,
     ran: &mut dyn FnMut(&Invocation, &str),
 ) -> Result<BTreeSet<String>> {
-    for (side, profile) in [("source", &migration.source), ("target", &migration.target)] {
+    let unchecked = if logins_checked {
+        Vec::new()
+    } else {
+        vec![("source", &migration.source), ("target", &migration.target)]
+    };
+    for (side, profile) in unchecked {
         let check = Invocation::new(&profile.path, ["auth-info"]);
         cli.run(&check).map_err(|e| {
             anyhow::anyhow!(
@@ -357,14 +382,8 @@ fn conflict_report(device: &str, migration: &Migration) -> DeviceReport {
 }
 
 /// Prints every command of the plan. Runs only read-only commands, marked as run.
-fn dry_run(
-    cli: &TtnLwCli,
-    migration: &Migration,
-    devices: &[String],
-    work: &Path,
-    page_size: usize,
-    gateways: Option<&crate::devaddr::GatewayCheck>,
-) -> Result<bool> {
+/// The head of a dry run's plan, printed before the first read-only command runs.
+fn print_dry_run_header(migration: &Migration) {
     println!("# Dry run: nothing is deleted or created. Commands marked `ran` are read-only and were run to make this plan exact.");
     println!("# Every command runs with the TTN_LW_* variables removed, and TTN_LW_SKIP_VERSION_CHECK=true TTN_LW_TELEMETRY_ENABLE=false.");
     println!(
@@ -379,11 +398,23 @@ fn dry_run(
         migration.target.deployment(),
         migration.target_application_id
     );
+}
+
+fn dry_run(
+    cli: &TtnLwCli,
+    migration: &Migration,
+    devices: &[String],
+    work: &Path,
+    page_size: usize,
+    gateways: Option<&crate::devaddr::GatewayCheck>,
+    logins_checked: bool,
+) -> Result<bool> {
     let conflicts = preflight(
         cli,
         migration,
         devices,
         page_size,
+        logins_checked,
         &mut |invocation, what| {
             println!("{}  # ran: {what}", cli.render(invocation));
         },

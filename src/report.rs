@@ -49,10 +49,5 @@ pub fn write(path: &Path, reports: &[DeviceReport]) -> Result<()> {
     };
     let mut bytes = serde_json::to_vec_pretty(&file)?;
     bytes.push(b'\n');
-    // A bare file name has an empty parent; name the current directory so it can be synced.
-    let path = match path.parent() {
-        Some(dir) if dir.as_os_str().is_empty() => Path::new(".").join(path),
-        _ => path.to_path_buf(),
-    };
-    write_durably(&path, &bytes)
+    write_durably(path, &bytes)
 }

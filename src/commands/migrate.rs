@@ -11,11 +11,11 @@ use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
 use super::{retry_policy, Context};
-use crate::cli::{MigrateArgs, ResumeArgs, RollbackArgs};
+use crate::cli::{CallOptions, MigrateArgs, ResumeArgs, RollbackArgs};
 use crate::device::{validate_id, ActivationMode, DeviceExport};
 use crate::interrupt::Interrupt;
-use crate::journal::{Position, WorkDir};
-use crate::output::{self, PlainProgress, Summary};
+use crate::journal::{Manifest, Position, WorkDir};
+use crate::output::{self, Summary};
 use crate::plan::Migration;
 use crate::runner::{DeviceReport, Goal, Outcome, Runner};
 use crate::selection::{self, Selection, MAX_PAGE_SIZE};
@@ -132,23 +132,20 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
     for report in &reports {
         println!("{}", output::device_line(report));
     }
-    let interrupt = Interrupt::install(Some(resume_command(&work)));
-    let progress = output::progress_for(context.cli.quiet, to_run.len());
-    let runner = Runner {
-        cli: &cli,
-        migration: &migration,
-        work: &work,
-        retry: retry_policy(&args.calls),
-        interrupt: &interrupt,
-        progress: progress.as_ref(),
+    let batch = Batch {
+        goal: Goal::Migrate,
+        jobs: args.jobs,
+        fail_fast: args.fail_fast,
         rollback_on_failure: !args.no_rollback,
     };
-    reports.extend(run_devices(
-        &runner,
+    reports.extend(run_batch(
+        context,
+        &cli,
+        &migration,
+        &work,
+        &args.calls,
         &to_run,
-        Goal::Migrate,
-        args.jobs,
-        args.fail_fast,
+        batch,
     ));
     let succeeded = finish(&reports, &work);
     super::checks::warn_after_run(gateways.as_ref(), &reports);
@@ -183,19 +180,7 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
         }
         return Ok(true);
     }
-    let store = context.profiles()?;
-    let migration = Migration {
-        source: store
-            .resolve(&manifest.source.path.display().to_string())
-            .context("source profile of the migration")?,
-        target: store
-            .resolve(&manifest.target.path.display().to_string())
-            .context("target profile of the migration")?,
-        application_id: manifest.application_id.clone(),
-        target_application_id: manifest.target_application_id.clone(),
-        mode: manifest.mode,
-        freeze_downlinks: manifest.freeze_downlinks,
-    };
+    let migration = recorded_migration(context, &manifest)?;
     let cli = context.ttn_lw_cli(Some(&args.calls))?;
     // Devices that never started must pass the same conflict check as in `migrate`.
     let fresh: Vec<String> = unfinished
@@ -227,23 +212,20 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
             }
         })
         .collect();
-    let interrupt = Interrupt::install(Some(resume_command(&work)));
-    let progress = output::progress_for(context.cli.quiet, to_run.len());
-    let runner = Runner {
-        cli: &cli,
-        migration: &migration,
-        work: &work,
-        retry: retry_policy(&args.calls),
-        interrupt: &interrupt,
-        progress: progress.as_ref(),
+    let batch = Batch {
+        goal: Goal::Migrate,
+        jobs: args.jobs,
+        fail_fast: args.fail_fast,
         rollback_on_failure: !args.no_rollback,
     };
-    reports.extend(run_devices(
-        &runner,
+    reports.extend(run_batch(
+        context,
+        &cli,
+        &migration,
+        &work,
+        &args.calls,
         &to_run,
-        Goal::Migrate,
-        args.jobs,
-        args.fail_fast,
+        batch,
     ));
     let succeeded = finish(&reports, &work);
     write_report(args.report.as_deref(), &reports)?;
@@ -277,19 +259,7 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<bool> {
             work.journal(device)?;
         }
     }
-    let store = context.profiles()?;
-    let migration = Migration {
-        source: store
-            .resolve(&manifest.source.path.display().to_string())
-            .context("source profile of the migration")?,
-        target: store
-            .resolve(&manifest.target.path.display().to_string())
-            .context("target profile of the migration")?,
-        application_id: manifest.application_id.clone(),
-        target_application_id: manifest.target_application_id.clone(),
-        mode: manifest.mode,
-        freeze_downlinks: manifest.freeze_downlinks,
-    };
+    let migration = recorded_migration(context, &manifest)?;
     let cli = context.ttn_lw_cli(Some(&args.calls))?;
     ask(
         &format!(
@@ -301,19 +271,77 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<bool> {
         ),
         args.yes,
     )?;
-    let interrupt = Interrupt::install(None);
-    let progress = PlainProgress::new(context.cli.quiet);
-    let runner = Runner {
-        cli: &cli,
-        migration: &migration,
-        work: &work,
-        retry: retry_policy(&args.calls),
-        interrupt: &interrupt,
-        progress: &progress,
+    let batch = Batch {
+        goal: Goal::Rollback,
+        jobs: 1,
+        fail_fast: false,
         rollback_on_failure: false,
     };
-    let reports = run_devices(&runner, &devices, Goal::Rollback, 1, false);
+    let reports = run_batch(
+        context,
+        &cli,
+        &migration,
+        &work,
+        &args.calls,
+        &devices,
+        batch,
+    );
     Ok(finish(&reports, &work))
+}
+
+/// The migration a work directory records, with its profiles resolved again.
+fn recorded_migration(context: &Context, manifest: &Manifest) -> Result<Migration> {
+    let store = context.profiles()?;
+    Ok(Migration {
+        source: store
+            .resolve(&manifest.source.path.display().to_string())
+            .context("source profile of the migration")?,
+        target: store
+            .resolve(&manifest.target.path.display().to_string())
+            .context("target profile of the migration")?,
+        application_id: manifest.application_id.clone(),
+        target_application_id: manifest.target_application_id.clone(),
+        mode: manifest.mode,
+        freeze_downlinks: manifest.freeze_downlinks,
+    })
+}
+
+/// How a batch of devices runs.
+struct Batch {
+    goal: Goal,
+    jobs: u32,
+    fail_fast: bool,
+    rollback_on_failure: bool,
+}
+
+/// Runs devices with Ctrl-C handling and the progress display in place.
+fn run_batch(
+    context: &Context,
+    cli: &TtnLwCli,
+    migration: &Migration,
+    work: &WorkDir,
+    calls: &CallOptions,
+    devices: &[String],
+    batch: Batch,
+) -> Vec<DeviceReport> {
+    let interrupt = Interrupt::install(Some(match batch.goal {
+        Goal::Migrate => resume_command(work),
+        Goal::Rollback => format!(
+            "ttn-session-migrate rollback {} --yes",
+            crate::ttn_lw_cli::quote(&work.path().display().to_string())
+        ),
+    }));
+    let progress = output::progress_for(context.cli.quiet, devices.len());
+    let runner = Runner {
+        cli,
+        migration,
+        work,
+        retry: retry_policy(calls),
+        interrupt: &interrupt,
+        progress: progress.as_ref(),
+        rollback_on_failure: batch.rollback_on_failure,
+    };
+    run_devices(&runner, devices, batch.goal, batch.jobs, batch.fail_fast)
 }
 
 /// Read-only checks of both deployments before anything is deleted: both logins work (run one

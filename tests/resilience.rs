@@ -522,3 +522,78 @@ fn freeze_downlinks_turns_them_off_on_the_source_and_not_on_the_target() {
         seeded.pointer("/mac_settings/schedule_downlinks")
     );
 }
+
+#[test]
+fn a_second_ctrl_c_stops_at_once_and_resume_finds_the_import_that_was_in_flight() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.state
+        .set_command_latency_ms("end-devices create", 2_000);
+    let child = env
+        .cmd()
+        .args(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .spawn();
+    wait_for_process(&env, &["end-devices", "create"]);
+    let pid = child.id().to_string();
+    for _ in 0..2 {
+        assert!(std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("Continue with: ttn-session-migrate resume"),
+        "{stderr}"
+    );
+    // The tool stopped while the import ran; the journal says the import may have happened.
+    let work = env.cwd().join("w");
+    assert_eq!(
+        journal_steps(&work, "dev-1").last().map(String::as_str),
+        Some("import-started")
+    );
+
+    wait_for_no_process(&env);
+    let last = env
+        .run(&["resume", "w"])
+        .success()
+        .stdout_has("migrated, session verified");
+    assert_not_lost(&env, &seeded, &last, &work);
+    assert!(env.on_cloud("dev-1").is_some());
+}
+
+#[test]
+fn a_target_that_answers_with_another_session_is_a_failure_and_the_device_goes_back() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    // A ttn-lw-cli whose `create` answer differs from what it stored.
+    let wrapper = env.bin_dir().join("ttn-lw-cli");
+    std::fs::remove_file(&wrapper).unwrap();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/usr/bin/env bash\nset -o pipefail\nfor a in \"$@\"; do\n  if [ \"$a\" = create ]; then\n    {double} \"$@\" | sed 's/\"last_f_cnt_up\": 1234/\"last_f_cnt_up\": 1/'\n    exit $?\n  fi\ndone\nexec {double} \"$@\"\n",
+            double = target_dir().join("ttn-lw-cli").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    let last = env
+        .run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .failure()
+        .stdout_has("the target's session differs from the export in session.last_f_cnt_up")
+        .stdout_has("rolled back to the source")
+        .clean_errors()
+        .no_keys_of(&seeded);
+    assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+    assert!(env.on_ce("dev-1").is_some());
+}

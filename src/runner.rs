@@ -167,6 +167,15 @@ struct DeviceRun {
     delete_started: Option<Instant>,
 }
 
+impl DeviceRun {
+    /// The file the journal's last `step` record wrote.
+    fn file(&self, step: Step, what: &str) -> Result<std::path::PathBuf, Stop> {
+        self.journal
+            .file_of(step)
+            .ok_or_else(|| Stop::new(format!("the journal names no {what}")))
+    }
+}
+
 impl Runner<'_> {
     /// Runs one device towards `goal` and reports where it ended.
     pub fn run_device(&self, device: &str, goal: Goal) -> DeviceReport {
@@ -549,10 +558,7 @@ impl Runner<'_> {
     /// lost; it is never repeated blindly.
     fn import(&self, run: &mut DeviceRun) -> Result<(), Stop> {
         let device = run.report.device_id.clone();
-        let import_file = run
-            .journal
-            .file_of(Step::Validated)
-            .ok_or_else(|| Stop::new("the journal names no import document"))?;
+        let import_file = run.file(Step::Validated, "import document")?;
         let import = self.migration.import(&import_file);
         run.journal.append(
             Record::new(Step::ImportStarted)
@@ -656,10 +662,7 @@ impl Runner<'_> {
     /// Compares the target's session with the import document.
     fn verify(&self, run: &mut DeviceRun) -> Result<(), Stop> {
         let device = run.report.device_id.clone();
-        let import_file = run
-            .journal
-            .file_of(Step::ImportStarted)
-            .ok_or_else(|| Stop::new("the journal names no import document"))?;
+        let import_file = run.file(Step::ImportStarted, "import document")?;
         let found = match run
             .journal
             .file_of(Step::Imported)
@@ -729,10 +732,7 @@ impl Runner<'_> {
     }
 
     fn start_rollback(&self, run: &mut DeviceRun) -> Result<(), Stop> {
-        let export_file = run
-            .journal
-            .export_file()
-            .ok_or_else(|| Stop::new("the journal names no export to roll back from"))?;
+        let export_file = run.file(Step::Exported, "export to roll back from")?;
         let bytes = fs::read(&export_file).map_err(|e| {
             Stop::new(format!(
                 "could not read the saved export {}: {e}",
@@ -754,10 +754,7 @@ impl Runner<'_> {
     /// Re-creates the device on the source from the saved export.
     fn recreate(&self, run: &mut DeviceRun) -> Result<(), Stop> {
         let device = run.report.device_id.clone();
-        let file = run
-            .journal
-            .file_of(Step::RollbackStarted)
-            .ok_or_else(|| Stop::new("the journal names no rollback document"))?;
+        let file = run.file(Step::RollbackStarted, "rollback document")?;
         let create = self.migration.recreate_on_source(&file);
         match self.call(run, MigrationStep::Rollback, &create, false) {
             Ok(_) => {}

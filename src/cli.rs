@@ -11,6 +11,9 @@ const ENVIRONMENT: &str = "Environment:
   NO_COLOR                       no colour in the output
   TTN_LW_*                       ignored: removed from every ttn-lw-cli call (see `doctor`)";
 
+/// The help heading of the options every sub-command takes.
+const GLOBAL: &str = "Global options";
+
 /// Parses the command line (exits with clap's message on bad input).
 pub fn parse() -> Cli {
     Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
@@ -40,7 +43,12 @@ fn with_environment(command: clap::Command) -> clap::Command {
 #[command(name = "ttn-session-migrate", version)]
 pub struct Cli {
     /// Path of the ttn-lw-cli binary
-    #[arg(long = "ttn-lw-cli", value_name = "PATH", global = true)]
+    #[arg(
+        long = "ttn-lw-cli",
+        value_name = "PATH",
+        global = true,
+        help_heading = GLOBAL
+    )]
     pub ttn_lw_cli: Option<PathBuf>,
 
     /// Directory of the profiles [default: $XDG_CONFIG_HOME/ttn-session-migrate/profiles]
@@ -48,16 +56,17 @@ pub struct Cli {
         long,
         value_name = "DIR",
         env = "TTN_SESSION_MIGRATE_PROFILES",
-        global = true
+        global = true,
+        help_heading = GLOBAL
     )]
     pub profiles_dir: Option<PathBuf>,
 
     /// Show each ttn-lw-cli command as it runs (keys are never shown)
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    #[arg(short, long, global = true, conflicts_with = "quiet", help_heading = GLOBAL)]
     pub verbose: bool,
 
     /// Print only errors and the final summary
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 
     #[command(subcommand)]

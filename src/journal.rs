@@ -453,6 +453,17 @@ impl Journal {
         self.records.iter().filter(|r| r.step == step).count()
     }
 
+    /// Whether downlinks may be turned off on the source by this migration right now.
+    pub fn frozen(&self) -> bool {
+        self.records
+            .iter()
+            .fold(false, |frozen, record| match record.step {
+                Step::Frozen => true,
+                Step::Unfrozen => false,
+                _ => frozen,
+            })
+    }
+
     /// The value to restore after a freeze, if the source was frozen.
     pub fn schedule_downlinks_before(&self) -> Option<Option<bool>> {
         self.last(Step::Frozen)

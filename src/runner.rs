@@ -450,15 +450,26 @@ impl Runner<'_> {
         let mode = mode.expect("set above");
         run.report.mode = Some(mode);
 
-        if self.migration.freeze_downlinks && run.journal.schedule_downlinks_before().is_none() {
+        if self.migration.freeze_downlinks && !run.journal.frozen() {
+            // Recorded first, with the setting to restore: a crash during the `set` then
+            // leaves a journal that restores the original rather than one that forgets it.
             let freeze = self.migration.schedule_downlinks(&device, false);
-            self.call(run, MigrationStep::Freeze, &freeze, true)
-                .map_err(|e| explain(&e, "turn off downlinks on the source"))?;
-            let mut record = Record::new(Step::Frozen).command(self.render(&freeze), Some(0));
+            let mut record = Record::new(Step::Frozen).command(self.render(&freeze), None);
             record.schedule_downlinks_before = schedule_downlinks_before;
             run.journal.append(record)?;
+            if let Err(e) = self.call(run, MigrationStep::Freeze, &freeze, true) {
+                return Err(
+                    self.unfreeze_after(run, explain(&e, "turn off downlinks on the source"))
+                );
+            }
         }
+        self.save_export(run, mode)
+            .map_err(|stop| self.unfreeze_after(run, stop))
+    }
 
+    /// The export itself: saved unchanged, validated, rewritten into the import document.
+    fn save_export(&self, run: &mut DeviceRun, mode: ActivationMode) -> Result<(), Stop> {
+        let device = run.report.device_id.clone();
         let attempt = run.journal.count(Step::Exported) + 1;
         let file_name = numbered("export", attempt);
         let file = run.journal.dir().join(&file_name);
@@ -479,10 +490,10 @@ impl Runner<'_> {
         let export = DeviceExport::parse(output.stdout)?;
         run.report.session = Some(export.session_summary());
         if let Err(problem) = export.validate(mode, &output.stderr) {
-            let stop = Stop::new(format!("export refused, nothing was deleted: {problem}"))
-                .then("fix the cause named above, then run `resume` on the work directory");
-            self.unfreeze(run)?;
-            return Err(stop);
+            return Err(
+                Stop::new(format!("export refused, nothing was deleted: {problem}"))
+                    .then("fix the cause named above, then run `resume` on the work directory"),
+            );
         }
         let rewrite = self
             .migration
@@ -498,14 +509,23 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// After a failure before the delete: turns downlinks back on, keeping the first error.
+    fn unfreeze_after(&self, run: &mut DeviceRun, mut stop: Stop) -> Stop {
+        if let Err(also) = self.unfreeze(run) {
+            stop.error.push_str(&format!(
+                "; and downlinks stay off on the source: {}",
+                also.error
+            ));
+        }
+        stop
+    }
+
     /// Turns downlinks back on at the source, if this run turned them off.
     fn unfreeze(&self, run: &mut DeviceRun) -> Result<(), Stop> {
         let Some(before) = run.journal.schedule_downlinks_before() else {
             return Ok(());
         };
-        if run.journal.last(Step::Unfrozen).map(|r| &r.at)
-            > run.journal.last(Step::Frozen).map(|r| &r.at)
-        {
+        if !run.journal.frozen() {
             return Ok(());
         }
         let restore = self

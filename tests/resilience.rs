@@ -597,3 +597,58 @@ fn a_target_that_answers_with_another_session_is_a_failure_and_the_device_goes_b
     assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
     assert!(env.on_ce("dev-1").is_some());
 }
+
+#[test]
+fn a_failed_export_after_a_freeze_turns_downlinks_back_on_and_resume_freezes_again() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.state.add_fault(
+        Fault::error(
+            "end-devices get",
+            "pkg/auth/rights",
+            "insufficient_application_rights",
+            "insufficient rights for application `app-1`",
+        )
+        .on(CE)
+        .nth(2),
+    );
+    let mut args = vec![
+        "migrate",
+        "app-1",
+        "dev-1",
+        "--yes",
+        "--freeze-downlinks",
+        "--work-dir",
+        "w",
+    ];
+    args.extend(FAST);
+    env.run(&args)
+        .failure()
+        .stdout_has("could not export the device");
+    let source = env.on_ce("dev-1").expect("still on the source");
+    let downlinks = source.pointer("/mac_settings/schedule_downlinks");
+    assert!(
+        downlinks.is_none() || downlinks == Some(&Value::Bool(true)),
+        "{downlinks:?}"
+    );
+    assert_eq!(
+        journal_steps(&env.cwd().join("w"), "dev-1"),
+        ["detected", "frozen", "unfrozen", "failed"]
+    );
+
+    let mut resume = vec!["resume", "w"];
+    resume.extend(FAST);
+    let last = env.run(&resume).success();
+    assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+    let steps = journal_steps(&env.cwd().join("w"), "dev-1");
+    assert_eq!(
+        steps.iter().filter(|s| *s == "frozen").count(),
+        2,
+        "{steps:?}"
+    );
+    let moved = env.on_cloud("dev-1").unwrap();
+    assert_ne!(
+        moved.pointer("/mac_settings/schedule_downlinks"),
+        Some(&Value::Bool(false))
+    );
+}

@@ -398,3 +398,55 @@ fn progress_without_a_terminal_is_plain_lines() {
         "escape code on stderr:\n{run:#?}"
     );
 }
+
+#[test]
+fn progress_on_a_terminal_draws_bars_and_still_prints_each_result() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 3);
+    let coloured = env
+        .cmd()
+        .args(&["migrate", "app-1", "--all", "--jobs", "2", "--yes"])
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm")
+        .in_terminal()
+        .run()
+        .success()
+        .stdout_has("devices")
+        .stdout_has("dev-3  OTAA  DevAddr 260B1234")
+        .stdout_has("3 migrated, 0 failed");
+    // The overall bar is drawn (its position updates at most every 250 ms, longer than this
+    // whole run), and results appear between its redraws.
+    assert!(coloured.stdout.contains("/3 devices"), "{coloured:#?}");
+    let steps = [
+        "detect",
+        "export",
+        "delete from source",
+        "import into target",
+        "verify",
+    ];
+    assert!(
+        (1..=3).any(|i| steps
+            .iter()
+            .any(|step| coloured.stdout.contains(&format!("dev-{i}: {step}")))),
+        "no spinner line per device:\n{coloured:#?}"
+    );
+    assert!(
+        coloured.stdout.contains("\x1b[36m"),
+        "no colour on a terminal:\n{coloured:#?}"
+    );
+
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 3);
+    let plain = env
+        .cmd()
+        .args(&["migrate", "app-1", "--all", "--jobs", "2", "--yes"])
+        .env("TERM", "xterm")
+        .in_terminal()
+        .run()
+        .success()
+        .stdout_has("/3 devices");
+    assert!(
+        !plain.stdout.contains("\x1b[36m"),
+        "colour despite NO_COLOR:\n{plain:#?}"
+    );
+}

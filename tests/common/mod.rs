@@ -180,6 +180,32 @@ impl Test {
         self
     }
 
+    /// Runs the tool on a pseudo-terminal (util-linux `script`), as at an operator's terminal.
+    /// Standard output and error arrive merged, as `stdout`.
+    pub fn in_terminal(self) -> Test {
+        let mut words = vec![self.command.get_program().to_string_lossy().into_owned()];
+        words.extend(
+            self.command
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned()),
+        );
+        let line = shlex::try_join(words.iter().map(String::as_str)).expect("quotable arguments");
+        let mut command = Command::new("script");
+        command.args(["-qec", &line, "/dev/null"]).env_clear();
+        for (key, value) in self.command.get_envs() {
+            if let Some(value) = value {
+                command.env(key, value);
+            }
+        }
+        if let Some(dir) = self.command.get_current_dir() {
+            command.current_dir(dir);
+        }
+        Test {
+            command,
+            stdin: self.stdin,
+        }
+    }
+
     pub fn spawn(mut self) -> std::process::Child {
         self.command
             .stdin(Stdio::null())

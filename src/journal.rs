@@ -164,13 +164,18 @@ impl WorkDir {
     }
 }
 
+/// The directory a file is in; `.` for a bare file name.
+pub fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
 /// Writes a file whole or not at all: temp file, fsync, rename, fsync of the directory.
 /// Mode 0600, since the files of a work directory hold keys.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
+    let dir = directory_of(path);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let temp = dir.join(format!(".{name}.tmp"));
     let _guard = DURABLE_WRITE.lock().unwrap_or_else(|e| e.into_inner());

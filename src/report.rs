@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::journal::write_durably;
+use crate::journal::{directory_of, write_durably};
 use crate::output::Summary;
 use crate::runner::DeviceReport;
 
@@ -25,11 +25,7 @@ struct ReportFile<'a> {
 
 /// Fails early, before any device runs, when the report could not be written at the end.
 pub fn check_destination(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
+    if !directory_of(path).is_dir() {
         bail!(
             "the directory of the report file {} does not exist; create it or choose another --report path",
             path.display()

@@ -252,17 +252,13 @@ impl TtnLwCli {
         if self.echo {
             eprintln!("$ {rendered}");
         }
-        let mut command = std::process::Command::new(&self.path);
-        command.args(invocation.argv());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("TTN_LW_") {
-                command.env_remove(key);
-            }
-        }
-        command.envs(FIXED_ENV);
-        let status = command
-            .status()
-            .with_context(|| format!("could not start `{rendered}`"))?;
+        // Standard input, output and error stay the terminal's; same process group, so the
+        // browser flow and a pasted code reach ttn-lw-cli.
+        let status = scrub_environment(duct::cmd(&self.path, invocation.argv()))
+            .unchecked()
+            .run()
+            .with_context(|| format!("could not start `{rendered}`"))?
+            .status;
         if !status.success() {
             bail!(
                 "`{rendered}` failed (exit status {})",

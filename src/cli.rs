@@ -1,11 +1,12 @@
 //! The command line, parsed once into typed options.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Shown at the end of `--help` of the tool and of every sub-command.
-const ENVIRONMENT: &str = "Environment:
+pub const ENVIRONMENT: &str = "Environment:
   TTN_LW_CLI                     path of ttn-lw-cli (else ttn-lw-cli, then tti-lw-cli, on PATH)
   TTN_SESSION_MIGRATE_PROFILES   directory of the profiles
   NO_COLOR                       no colour in the output
@@ -13,6 +14,18 @@ const ENVIRONMENT: &str = "Environment:
 
 /// The help heading of the options every sub-command takes.
 const GLOBAL: &str = "Global options";
+/// The help headings of `migrate`'s options.
+const SELECTION: &str = "Selection options";
+const SAFETY: &str = "Safety options";
+const BATCH: &str = "Batch options";
+const CALLS: &str = "Call options";
+
+/// Limits of the options, shown in `--help` and enforced by the parser.
+pub const MAX_JOBS: u32 = 64;
+pub const MAX_RETRIES: u32 = 10;
+const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+const RETRY_DELAY_RANGE: (Duration, Duration) =
+    (Duration::from_millis(1), Duration::from_secs(30));
 
 /// Parses the command line (exits with clap's message on bad input).
 pub fn parse() -> Cli {
@@ -56,6 +69,7 @@ pub struct Cli {
         long,
         value_name = "DIR",
         env = "TTN_SESSION_MIGRATE_PROFILES",
+        hide_env_values = true,
         global = true,
         help_heading = GLOBAL
     )]
@@ -113,79 +127,80 @@ pub struct MigrateArgs {
     pub devices: Vec<String>,
 
     /// Every device of the source application
-    #[arg(long)]
+    #[arg(long, help_heading = SELECTION)]
     pub all: bool,
 
     /// Read device IDs from FILE, one per line (`-`: standard input; `#` starts a comment)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = SELECTION)]
     pub devices_file: Option<PathBuf>,
 
     /// Leave this device out (repeatable)
-    #[arg(long, value_name = "DEVICE_ID")]
+    #[arg(long, value_name = "DEVICE_ID", help_heading = SELECTION)]
     pub exclude: Vec<String>,
 
     /// Source profile name, or path of a ttn-lw-cli config file
-    #[arg(long, value_name = "PROFILE|FILE", default_value = "ce")]
+    #[arg(long, value_name = "PROFILE|FILE", default_value = "ce", help_heading = SELECTION)]
     pub from: String,
 
-    /// Target profile name, or path of a ttn-lw-cli config file
-    #[arg(long, value_name = "PROFILE|FILE", default_value = "cloud")]
+    /// Target profile name, or path of a ttn-lw-cli config file (the source's, for a move
+    /// between applications of one deployment)
+    #[arg(long, value_name = "PROFILE|FILE", default_value = "cloud", help_heading = SELECTION)]
     pub to: String,
 
     /// Application ID on the target [default: the source application ID]
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", help_heading = SELECTION)]
     pub to_application: Option<String>,
 
     /// The devices are OTAA: skip detecting the activation mode
-    #[arg(long)]
+    #[arg(long, help_heading = SELECTION)]
     pub otaa: bool,
 
     /// The devices are ABP: skip detecting the activation mode
-    #[arg(long)]
+    #[arg(long, help_heading = SELECTION)]
     pub abp: bool,
 
     /// Print every command instead of changing anything (read-only commands still run)
-    #[arg(long)]
+    #[arg(long, help_heading = SAFETY)]
     pub dry_run: bool,
 
     /// Do not ask for confirmation before deleting devices from the source
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = SAFETY)]
     pub yes: bool,
 
     /// Skip the `doctor` checks before the first delete
-    #[arg(long)]
+    #[arg(long, help_heading = SAFETY)]
     pub skip_checks: bool,
 
     /// The gateways that hear these devices are on the target already: no DevAddr warning
-    #[arg(long)]
+    #[arg(long, help_heading = SAFETY)]
     pub gateways_migrated: bool,
 
     /// Where exports and journals are kept [default: ./ttn-migrate-<timestamp>]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = SAFETY)]
     pub work_dir: Option<PathBuf>,
 
     /// Leave a device whose import failed off the source (fix the target, then `resume`)
-    #[arg(long)]
+    #[arg(long, help_heading = SAFETY)]
     pub no_rollback: bool,
 
     /// Turn off downlinks on the source before the export (unverified end to end)
-    #[arg(long)]
+    #[arg(long, help_heading = SAFETY)]
     pub freeze_downlinks: bool,
 
-    /// Devices migrated at once
-    #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Devices migrated at once, 1 to 64
+    #[arg(short, long, value_name = "N", default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_JOBS as i64), help_heading = BATCH)]
     pub jobs: u32,
 
     /// Start no further device after the first failure (devices in flight finish)
-    #[arg(long)]
+    #[arg(long, help_heading = BATCH)]
     pub fail_fast: bool,
 
     /// Write the result of every device to FILE as JSON (never keys)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = BATCH)]
     pub report: Option<PathBuf>,
 
     /// Devices per `end-devices list` page
-    #[arg(long, value_name = "N", default_value_t = 1000, hide = true, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(long, value_name = "N", default_value_t = 1000, hide = true, help_heading = BATCH, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub page_size: u64,
 
     #[command(flatten)]
@@ -195,17 +210,60 @@ pub struct MigrateArgs {
 /// How ttn-lw-cli calls are made.
 #[derive(Debug, Clone, Args)]
 pub struct CallOptions {
-    /// Seconds before a ttn-lw-cli call that does not answer is stopped
-    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: u64,
+    /// How long a ttn-lw-cli call may take before it is stopped: `90s`, `2m`, or plain seconds;
+    /// 1s to 1h
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = timeout, help_heading = CALLS)]
+    pub timeout: Duration,
 
-    /// Retries of a transient failure (unavailable, rate limited, timeout)
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// Retries of a transient failure (unavailable, rate limited, timeout), 0 to 10
+    #[arg(long, value_name = "N", default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=MAX_RETRIES as i64), help_heading = CALLS)]
     pub retries: u32,
 
-    /// First retry delay in milliseconds; it doubles up to 30 s
-    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
-    pub retry_delay_ms: u64,
+    /// First retry delay (`500ms`, `2s`); it doubles up to 30s
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = retry_delay, help_heading = CALLS)]
+    pub retry_delay: Duration,
+
+    /// The first retry delay in milliseconds (before --retry-delay took durations)
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "retry_delay", value_parser = clap::value_parser!(u64).range(1..=30_000))]
+    pub retry_delay_ms: Option<u64>,
+}
+
+impl CallOptions {
+    pub fn first_retry_delay(&self) -> Duration {
+        self.retry_delay_ms
+            .map_or(self.retry_delay, Duration::from_millis)
+    }
+}
+
+fn timeout(text: &str) -> Result<Duration, String> {
+    duration_within(text, TIMEOUT_RANGE)
+}
+
+fn retry_delay(text: &str) -> Result<Duration, String> {
+    duration_within(text, RETRY_DELAY_RANGE)
+}
+
+/// A duration as `90s`, `2m`, `1m30s`, `500ms`, or plain seconds (`120`), within `(min, max)`.
+fn duration_within(text: &str, (min, max): (Duration, Duration)) -> Result<Duration, String> {
+    let text = text.trim();
+    let duration = if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+        text.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{text} seconds is too long"))?
+    } else {
+        humantime::parse_duration(text).map_err(|_| {
+            "expected a duration such as 90s, 2m or 1m30s, or plain seconds".to_string()
+        })?
+    };
+    if duration < min || duration > max {
+        return Err(format!(
+            "{} is not between {} and {}",
+            humantime::format_duration(duration),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(duration)
 }
 
 /// Continue an interrupted or failed migration from its work directory.
@@ -217,8 +275,8 @@ pub struct ResumeArgs {
     #[arg(value_name = "WORK_DIR")]
     pub work_dir: PathBuf,
 
-    /// Devices continued at once
-    #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Devices continued at once, 1 to 64
+    #[arg(short, long, value_name = "N", default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_JOBS as i64))]
     pub jobs: u32,
 
     /// Leave a device whose import failed off the source

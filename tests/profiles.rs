@@ -198,3 +198,55 @@ fn profiles_in_a_directory_with_spaces_work() {
         .run()
         .success();
 }
+
+#[test]
+fn a_rejected_api_key_never_replaces_the_working_login() {
+    let env = Env::new();
+    env.state.set_deployment(
+        CE,
+        ttn_lw_cli_double::DeploymentSettings::default()
+            .api_key("NNSXS.GOOD.KEY", &["RIGHT_APPLICATION_ALL"]),
+    );
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    env.cmd()
+        .args(&["login", "ce", "--api-key", "-"])
+        .stdin("NNSXS.GOOD.KEY\n")
+        .run()
+        .success()
+        .stdout_has("with an API key (profile `ce`)");
+
+    env.cmd()
+        .args(&["login", "ce", "--api-key", "-"])
+        .stdin("NNSXS.TYPO.KEY\n")
+        .run()
+        .failure()
+        .stderr_has("does not accept this API key")
+        .stderr_has("api_key_not_found")
+        .stderr_has("the login of profile `ce` is unchanged")
+        .clean_errors();
+
+    // The working key is still the profile's login, and it still works.
+    let cache: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.state.root().join("auth-cache.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cache["by_id"][CE]["api_key"], "NNSXS.GOOD.KEY");
+    // The rejected key was checked in a slot of its own, and is not left in the cache.
+    assert!(!cache.to_string().contains("TYPO"), "{cache}");
+    env.run(&["doctor", "--from", "ce", "--to", "ce"])
+        .stdout_has("source login `ce` works on");
+    let logins_checked = env
+        .state
+        .calls()
+        .into_iter()
+        .filter(|c| c.command == "auth-info")
+        .count();
+    assert!(logins_checked >= 3, "each key was checked before it was stored");
+    // No copy of the profile is left behind.
+    let left: Vec<_> = std::fs::read_dir(env.profiles_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["ce.yml"]);
+}

@@ -26,6 +26,109 @@ fn bash_completions_are_a_valid_script() {
     );
 }
 
+/// What bash offers for the words typed so far (the last one is being completed), with the
+/// script sourced the way bash-completion loads it and the function `complete -p` names.
+fn bash_complete(script: &std::path::Path, words: &[&str]) -> Vec<String> {
+    let words: Vec<String> = words
+        .iter()
+        .map(|w| shlex::try_quote(w).unwrap().into_owned())
+        .collect();
+    let cword = words.len() - 1;
+    let program = format!(
+        r#"source {script}
+function=$(complete -p ttn-session-migrate | sed -E 's/.*-F ([^ ]+).*/\1/')
+COMP_WORDS=({words})
+COMP_CWORD={cword}
+COMP_LINE="${{COMP_WORDS[*]}}"
+COMP_POINT=${{#COMP_LINE}}
+"$function" ttn-session-migrate "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+        script = shlex::try_quote(script.to_str().unwrap()).unwrap(),
+        words = words.join(" "),
+    );
+    let run = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&program)
+        .output()
+        .expect("bash runs");
+    assert!(
+        run.status.success(),
+        "bash failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The long options a `--help` lists (the lines that start with an option).
+fn long_options_in_help(help: &str) -> Vec<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| l.split([' ', ',', '=']).find(|w| w.starts_with("--")))
+        .map(|w| w.trim_end_matches(['.', ':']).to_string())
+        .collect()
+}
+
+#[test]
+fn bash_completes_the_options_of_every_sub_command() {
+    let env = Env::new();
+    let run = env.run(&["completions", "bash"]).success();
+    let script = env.root().join("ttn-session-migrate.bash");
+    std::fs::write(&script, &run.stdout).unwrap();
+
+    let offered = |words: &[&str]| bash_complete(&script, words);
+    assert!(offered(&["ttn-session-migrate", "mi"]).contains(&"migrate".to_string()));
+    assert_eq!(
+        offered(&["ttn-session-migrate", "migrate", "app", "--fro"]),
+        ["--from"]
+    );
+    assert_eq!(
+        offered(&["ttn-session-migrate", "migrate", "app", "--to-a"]),
+        ["--to-application"]
+    );
+    assert_eq!(
+        offered(&["ttn-session-migrate", "login", "ce", "--api"]),
+        ["--api-key"]
+    );
+    assert_eq!(offered(&["ttn-session-migrate", "profile", "a"]), ["add"]);
+    assert_eq!(
+        offered(&["ttn-session-migrate", "profile", "add", "ce", "--ho"]),
+        ["--host"]
+    );
+
+    for command in [
+        &["migrate"][..],
+        &["resume"],
+        &["rollback"],
+        &["login"],
+        &["doctor"],
+        &["completions"],
+        &["man"],
+        &["profile", "add"],
+        &["profile", "list"],
+    ] {
+        let mut help = command.to_vec();
+        help.push("--help");
+        let documented = long_options_in_help(&env.run(&help).success().stdout);
+        assert!(documented.contains(&"--help".to_string()), "{command:?}");
+        let mut words = vec!["ttn-session-migrate"];
+        words.extend_from_slice(command);
+        words.push("--");
+        let completed = offered(&words);
+        for option in &documented {
+            assert!(
+                completed.contains(option),
+                "`{} <TAB>` does not offer {option}; it offers {completed:?}",
+                words.join(" ")
+            );
+        }
+    }
+}
+
 #[test]
 fn every_shell_gets_completions() {
     let env = Env::new();

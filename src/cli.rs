@@ -24,8 +24,7 @@ const CALLS: &str = "Call options";
 pub const MAX_JOBS: u32 = 64;
 pub const MAX_RETRIES: u32 = 10;
 const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
-const RETRY_DELAY_RANGE: (Duration, Duration) =
-    (Duration::from_millis(1), Duration::from_secs(30));
+const RETRY_DELAY_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(30));
 
 /// Parses the command line (exits with clap's message on bad input).
 pub fn parse() -> Cli {

@@ -31,7 +31,10 @@ fn the_timeout_takes_a_duration_and_stops_a_call_that_hangs() {
     .clean_errors();
     // Stopped after the one-second timeout, not after the default two minutes.
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
-    assert!(env.on_ce("dev-1").is_some(), "the device stays on the source");
+    assert!(
+        env.on_ce("dev-1").is_some(),
+        "the device stays on the source"
+    );
 }
 
 #[test]

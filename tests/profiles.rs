@@ -241,7 +241,10 @@ fn a_rejected_api_key_never_replaces_the_working_login() {
         .into_iter()
         .filter(|c| c.command == "auth-info")
         .count();
-    assert!(logins_checked >= 3, "each key was checked before it was stored");
+    assert!(
+        logins_checked >= 3,
+        "each key was checked before it was stored"
+    );
     // No copy of the profile is left behind.
     let left: Vec<_> = std::fs::read_dir(env.profiles_dir())
         .unwrap()

@@ -6,7 +6,6 @@ mod migrate;
 mod profiles;
 mod shell_integration;
 
-
 use anyhow::Result;
 
 use crate::cli::{CallOptions, Cli, Command};

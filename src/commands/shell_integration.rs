@@ -16,6 +16,7 @@ const BASH_STAND_IN: &str = "ttn_session_migrate";
 pub fn completions(args: &CompletionsArgs) -> Result<bool> {
     let script = match args.shell {
         Shell::Bash => bash_completions(),
+        Shell::Zsh => zsh_completions(),
         shell => generate(shell, BIN),
     };
     write_stdout(script.as_bytes())
@@ -44,6 +45,23 @@ fn bash_completions() -> String {
                 None => line.to_string(),
             },
             false => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// clap_complete's zsh script specifies a repeatable positional (`migrate`'s DEVICE_ID,
+/// `rollback`'s) as `'*::devices -- …'`; with two colons zsh's `_arguments` completes no option
+/// once the words before the cursor reach it (`migrate my-app --fr<TAB>` offers nothing). One
+/// colon keeps the same positional and lets the options complete. The sub-command dispatch
+/// (`'*::: :->…'`, three colons) is left as it is.
+fn zsh_completions() -> String {
+    generate(Shell::Zsh, BIN)
+        .lines()
+        .map(|line| match line.strip_prefix("'*::") {
+            Some(rest) if !rest.starts_with(':') => format!("'*:{rest}"),
+            _ => line.to_string(),
         })
         .collect::<Vec<_>>()
         .join("\n")

@@ -337,7 +337,11 @@ pub enum ProfileCommand {
         config: Option<PathBuf>,
     },
     /// List the profiles
-    List,
+    List {
+        /// Print them as a JSON array on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a profile's file and deployment
     Show { name: String },
     /// Remove a profile (its login stays in ttn-lw-cli's cache)
@@ -373,6 +377,7 @@ deletes anything (unless --skip-checks).
 Examples:
   ttn-session-migrate doctor
   ttn-session-migrate doctor --application-id my-app
+  ttn-session-migrate doctor --application-id my-app --json | jq '.checks[] | select(.status == \"problem\")'
   ttn-session-migrate doctor --from ce --to cloud --application-id my-app --to-application my-new-app"
 )]
 pub struct DoctorArgs {
@@ -391,6 +396,10 @@ pub struct DoctorArgs {
     /// Application ID on the target [default: --application-id]
     #[arg(long, value_name = "ID", requires = "application_id")]
     pub to_application: Option<String>,
+
+    /// Print the checks as one JSON object on stdout (status: ok, warning, problem, skipped)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Print the shell completion script.

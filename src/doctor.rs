@@ -42,7 +42,8 @@ pub const REQUIRED_RIGHTS: [(&str, &str); 4] = [
 /// Rights that include every application right.
 const ALL_RIGHTS: [&str; 2] = ["RIGHT_ALL", "RIGHT_APPLICATION_ALL"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
     Warning,
@@ -62,7 +63,7 @@ impl Status {
 }
 
 /// The result of one check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     pub status: Status,
     pub text: String,

@@ -358,3 +358,43 @@ fn an_unreachable_deployment() {
         .stdout_has("(`ttn-session-migrate profile show cloud`)")
         .clean_errors();
 }
+
+#[test]
+fn doctor_json_gives_every_check_its_status_and_fix() {
+    let env = Env::new().with_profiles();
+    let run = env
+        .run(&["doctor", "--application-id", "app-1", "--json"])
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is JSON");
+    assert_eq!(report["ready"], true);
+    assert_eq!(report["problems"], 0);
+    let checks = report["checks"].as_array().unwrap();
+    assert!(checks
+        .iter()
+        .all(|c| c["status"] == "ok" || c["status"] == "warning"));
+    assert!(checks.iter().any(|c| c["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("source login `ce` works")));
+
+    // A problem: the status, the text and the fix, and the exit status of the text mode.
+    let run = env.run(&["doctor", "--to", "nowhere", "--json"]).failure();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is JSON");
+    assert_eq!(report["ready"], false);
+    assert_eq!(report["problems"], 1);
+    let problem = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "problem")
+        .expect("one problem");
+    assert!(problem["text"]
+        .as_str()
+        .unwrap()
+        .contains("profile `nowhere` does not exist"));
+    assert_eq!(
+        problem["fix"],
+        "ttn-session-migrate profile add nowhere --host <tenant>.eu1.cloud.thethings.industries"
+    );
+    assert!(run.stdout.trim_end().ends_with('}'), "nothing but JSON");
+}

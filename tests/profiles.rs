@@ -253,3 +253,35 @@ fn a_rejected_api_key_never_replaces_the_working_login() {
         .collect();
     assert_eq!(left, ["ce.yml"]);
 }
+
+#[test]
+fn profile_list_json_names_each_deployment() {
+    let env = Env::new();
+    env.run(&["profile", "list", "--json"])
+        .success()
+        .stdout_has("[]");
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    env.run(&["profile", "add", "cloud", "--host", CLOUD])
+        .success();
+    std::fs::write(env.profile("broken"), "identity-server-grpc-address: [").unwrap();
+    let run = env.run(&["profile", "list", "--json"]).success();
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is JSON");
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["name"], "broken");
+    assert!(list[0]["error"].as_str().unwrap().contains("YAML error"));
+    assert_eq!(list[1]["name"], "ce");
+    assert_eq!(list[1]["kind"], "community_edition");
+    assert_eq!(list[1]["cluster"], "eu1");
+    assert_eq!(list[1]["credentials_id"], CE);
+    assert_eq!(
+        list[1]["file"].as_str().unwrap(),
+        env.profile("ce").to_str().unwrap()
+    );
+    assert_eq!(list[2]["kind"], "cloud");
+    assert_eq!(list[2]["tenant"], "acme");
+    assert_eq!(
+        list[2]["deployment"],
+        "The Things Stack Cloud, tenant acme, cluster eu1"
+    );
+}

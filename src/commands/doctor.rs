@@ -55,14 +55,24 @@ pub fn doctor(context: &Context, args: &DoctorArgs) -> Result<bool> {
     }
     checkup.environment(std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()));
 
+    let problems = checkup.problems().len();
+    let warnings = checkup.warnings().len();
+    if args.json {
+        let document = serde_json::json!({
+            "ready": problems == 0,
+            "problems": problems,
+            "warnings": warnings,
+            "checks": checkup.findings,
+        });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(problems == 0);
+    }
     let style = Style::for_stdout();
     for finding in &checkup.findings {
         if !context.cli.quiet || finding.status == Status::Problem {
             println!("{}", finding.render(style));
         }
     }
-    let problems = checkup.problems().len();
-    let warnings = checkup.warnings().len();
     if problems == 0 {
         println!(
             "\nReady to migrate: no problems{}.",

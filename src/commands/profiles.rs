@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::Context;
 use crate::cli::{LoginArgs, ProfileCommand};
-use crate::profile::{Profile, ProfileName};
+use crate::profile::{Deployment, Profile, ProfileName};
 use crate::ttn_lw_cli::{Invocation, TtnLwCli};
 
 pub fn profile(context: &Context, command: &ProfileCommand) -> Result<bool> {
@@ -33,8 +33,18 @@ pub fn profile(context: &Context, command: &ProfileCommand) -> Result<bool> {
             }
             println!("Next: ttn-session-migrate login {name}");
         }
-        ProfileCommand::List => {
+        ProfileCommand::List { json } => {
             let profiles = store.list()?;
+            if *json {
+                let list: Vec<serde_json::Value> = profiles
+                    .iter()
+                    .map(|(name, profile)| {
+                        profile_json(name, &store.dir().join(format!("{name}.yml")), profile)
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(true);
+            }
             if profiles.is_empty() {
                 println!(
                     "No profiles in {}. Create them with:\n  ttn-session-migrate profile add ce --host eu1.cloud.thethings.network\n  ttn-session-migrate profile add cloud --host <tenant>.eu1.cloud.thethings.industries",
@@ -197,4 +207,35 @@ fn private_copy(profile: &Profile) -> Result<tempfile::NamedTempFile> {
         .and_then(|()| file.flush())
         .context("could not write a temporary copy of the profile")?;
     Ok(file)
+}
+
+/// One profile of `profile list --json`: its deployment spelt out, or why it does not load.
+fn profile_json(
+    name: &str,
+    file: &std::path::Path,
+    profile: &Result<Profile>,
+) -> serde_json::Value {
+    let mut entry = serde_json::json!({ "name": name, "file": file });
+    match profile {
+        Ok(p) => {
+            let deployment = p.deployment();
+            entry["deployment"] = deployment.to_string().into();
+            let (kind, cluster, tenant, host) = match &deployment {
+                Deployment::CommunityEdition { cluster } => {
+                    ("community_edition", Some(cluster), None, None)
+                }
+                Deployment::Cloud { tenant, cluster } => {
+                    ("cloud", Some(cluster), Some(tenant), None)
+                }
+                Deployment::Other { host } => ("other", None, None, Some(host)),
+            };
+            entry["kind"] = kind.into();
+            entry["cluster"] = serde_json::json!(cluster);
+            entry["tenant"] = serde_json::json!(tenant);
+            entry["host"] = serde_json::json!(host);
+            entry["credentials_id"] = serde_json::json!(p.config.credentials_id);
+        }
+        Err(e) => entry["error"] = format!("{e:#}").into(),
+    }
+    entry
 }

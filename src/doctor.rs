@@ -263,9 +263,27 @@ impl<'a> Checkup<'a> {
     }
 
     /// Two profiles that share a `credentials-id` share one login in ttn-lw-cli's cache: logging
-    /// in to one logs the other out.
-    pub fn distinct_logins(&mut self, source: &Profile, target: &Profile) {
+    /// in to one logs the other out. One profile on both sides is a move between two
+    /// applications of one deployment when `applications_differ`.
+    pub fn distinct_logins(
+        &mut self,
+        source: &Profile,
+        target: &Profile,
+        applications_differ: bool,
+    ) {
         let id = |p: &Profile| p.config.credentials_id.clone().unwrap_or_default();
+        if source.path == target.path && applications_differ {
+            self.add(
+                Status::Ok,
+                format!(
+                    "one profile `{}` on both sides: a move between applications of {}",
+                    source.label,
+                    source.deployment()
+                ),
+                None,
+            );
+            return;
+        }
         if source.path == target.path {
             self.add(
                 Status::Warning,
@@ -289,6 +307,15 @@ impl<'a> Checkup<'a> {
                     .as_deref()
                     .unwrap_or_default(),
             );
+            // Two profiles of one host already share the host as their id: name the slot after
+            // the target profile's file instead, so the fix changes something.
+            let host = match host {
+                host if host.is_empty() || host == id(source) => target
+                    .path
+                    .file_stem()
+                    .map_or_else(|| "target".into(), |s| s.to_string_lossy().into_owned()),
+                host => host,
+            };
             self.add(
                 Status::Problem,
                 format!(
@@ -494,7 +521,11 @@ pub fn before_migration<'a>(
     if let Ok(version) = cli.version() {
         checkup.version(cli, version);
     }
-    checkup.distinct_logins(&migration.source, &migration.target);
+    checkup.distinct_logins(
+        &migration.source,
+        &migration.target,
+        migration.application_id != migration.target_application_id,
+    );
     for (side, profile, app) in [
         (Side::Source, &migration.source, &migration.application_id),
         (

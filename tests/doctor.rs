@@ -398,3 +398,22 @@ fn doctor_json_gives_every_check_its_status_and_fix() {
     );
     assert!(run.stdout.trim_end().ends_with('}'), "nothing but JSON");
 }
+
+#[test]
+fn two_profiles_of_one_host_get_a_fix_that_changes_the_credentials_id() {
+    let env = Env::new().with_profiles();
+    env.run(&["profile", "add", "ce2", "--host", CE]).success();
+    // Both profiles carry `credentials-id: <host>`; setting it to the host again would change
+    // nothing, so the fix names a slot of the target's own.
+    env.run(&["doctor", "--from", "ce", "--to", "ce2"])
+        .failure()
+        .stdout_has(&format!(
+            "✗ profiles `ce` and `ce2` share credentials-id `{CE}`"
+        ))
+        .stdout_has("fix: set `credentials-id: ce2` in ");
+    edit_profile(&env, "ce2", "credentials-id", "ce2");
+    env.run(&["login", "ce2", "--api-key", "NNSXS.CE.SECRET"])
+        .success();
+    env.run(&["doctor", "--from", "ce", "--to", "ce2"])
+        .stdout_has("✓ profiles `ce` and `ce2` keep separate logins");
+}

@@ -285,3 +285,15 @@ fn profile_list_json_names_each_deployment() {
         "The Things Stack Cloud, tenant acme, cluster eu1"
     );
 }
+
+#[test]
+fn a_failed_oauth_login_names_this_tools_flag_not_ttn_lw_clis() {
+    let env = Env::new();
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    // The double has no browser flow: ttn-lw-cli fails and suggests `--callback=false`.
+    env.run(&["login", "ce"])
+        .failure()
+        .stderr_has("`ttn-session-migrate login ce --no-callback`")
+        .stderr_has("`ttn-session-migrate login ce --api-key -`");
+    env.run(&["login", "ce", "--callback=false"]).code(2);
+}

@@ -2,10 +2,11 @@
 //!
 //! 1. `doctor`'s checks (unless `--skip-checks`): a ✗ stops the migration before anything is
 //!    deleted; a ! is printed and the migration goes on.
-//! 2. The DevAddr / gateway check (unless `--gateways-migrated`): the target's prefixes are read
-//!    once; the warning is printed above the confirmation, worded from the source's DevAddr
-//!    block, and again after the run with the exact DevAddrs of the migrated devices. A dry run
-//!    prints the exact list, since it exports every device.
+//! 2. The DevAddr / gateway check (unless `--gateways-migrated`, or the source and the target
+//!    are one network): the target's prefixes are read once; the warning is printed above the
+//!    confirmation, worded from the source's DevAddr block, and again after the run with the
+//!    exact DevAddrs of the migrated devices. A dry run prints the exact list, since it exports
+//!    every device.
 //!
 //! Every call here is read-only, costs O(1) per migration, and is printed by a dry run.
 
@@ -44,7 +45,9 @@ pub fn before_first_delete(
             }
         }
     }
-    if args.gateways_migrated {
+    // Within one network (a move between applications of one deployment) the DevAddr stays
+    // routed where it is: there is no gateway to move.
+    if args.gateways_migrated || devaddr::same_network(&migration.source, &migration.target) {
         return Ok(None);
     }
     let prefixes = devaddr::read_target_prefixes(cli, &migration.target, &mut ran);

@@ -22,7 +22,11 @@ pub fn doctor(context: &Context, args: &DoctorArgs) -> Result<bool> {
     let source = checkup.profile(&store, Side::Source, &args.from);
     let target = checkup.profile(&store, Side::Target, &args.to);
     if let (Some(source), Some(target)) = (&source, &target) {
-        checkup.distinct_logins(source, target);
+        let applications_differ = args
+            .to_application
+            .as_ref()
+            .is_some_and(|to| Some(to) != args.application_id.as_ref());
+        checkup.distinct_logins(source, target, applications_differ);
     }
 
     let target_application = args

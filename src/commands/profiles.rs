@@ -131,7 +131,20 @@ pub fn login(context: &Context, args: &LoginArgs) -> Result<bool> {
             if args.no_callback {
                 words.push("--callback=false".into());
             }
-            cli.run_interactive(&Invocation::new(&profile.path, words))?;
+            let login = cli.run_interactive(&Invocation::new(&profile.path, words));
+            if let Err(e) = login {
+                if args.no_callback {
+                    return Err(e);
+                }
+                // ttn-lw-cli's own hint names its flag, `--callback=false`; this tool's is
+                // `--no-callback`.
+                bail!(
+                    "{e:#}. Without a browser on this machine (ttn-lw-cli's `--callback=false`), run \
+                     `ttn-session-migrate login {label} --no-callback`, or log in with an API key: \
+                     `ttn-session-migrate login {label} --api-key -`",
+                    label = profile.label
+                );
+            }
             println!(
                 "Logged in to {} (profile `{}`)",
                 profile.deployment(),

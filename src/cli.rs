@@ -351,9 +351,14 @@ pub enum ProfileCommand {
 /// Log ttn-lw-cli in to a profile's deployment (OAuth in the browser, or an API key).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
+  ttn-session-migrate login cloud --api-key -     # paste the key: it stays out of the shell history
   ttn-session-migrate login ce
-  ttn-session-migrate login cloud --api-key NNSXS.XXXX
-  The API keys need the application rights to read and write devices and their keys.")]
+  ttn-session-migrate login ce --no-callback      # OAuth on a machine without a browser
+
+A new API key is checked with the deployment before it is stored; a key that does not work
+never replaces the profile's login. API keys need these rights on the application:
+RIGHT_APPLICATION_INFO, RIGHT_APPLICATION_DEVICES_READ, RIGHT_APPLICATION_DEVICES_WRITE,
+RIGHT_APPLICATION_DEVICES_READ_KEYS and RIGHT_APPLICATION_DEVICES_WRITE_KEYS.")]
 pub struct LoginArgs {
     /// Profile name, or path of a ttn-lw-cli config file
     pub profile: String,
@@ -414,13 +419,13 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// Print the man page (roff).
+/// Print the man page (roff): every sub-command with its options.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   ttn-session-migrate man > ttn-session-migrate.1 && man ./ttn-session-migrate.1
-  sudo ttn-session-migrate man --out-dir /usr/local/share/man/man1")]
+  sudo \"$(command -v ttn-session-migrate)\" man --out-dir /usr/local/share/man/man1")]
 pub struct ManArgs {
-    /// Write ttn-session-migrate.1 and one page per sub-command into DIR instead
+    /// Write ttn-session-migrate.1 (the whole page) and one page per sub-command into DIR instead
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 }

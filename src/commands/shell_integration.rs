@@ -36,15 +36,15 @@ fn generate(shell: Shell, bin: &str) -> String {
 /// agree; only the `complete` lines must then name the real command. The state names and the
 /// function name (`_ttn_session_migrate`) are internal to the script.
 fn bash_completions() -> String {
-    let script = generate(Shell::Bash, BASH_STAND_IN);
-    script
+    let stand_in = format!(" {BASH_STAND_IN}");
+    generate(Shell::Bash, BASH_STAND_IN)
         .lines()
-        .map(|line| match line.trim_start().starts_with("complete -F ") {
-            true => match line.strip_suffix(&format!(" {BASH_STAND_IN}")) {
-                Some(head) => format!("{head} {BIN}"),
-                None => line.to_string(),
-            },
-            false => line.to_string(),
+        .map(|line| {
+            let registration = line.trim_start().starts_with("complete -F ");
+            match line.strip_suffix(&stand_in) {
+                Some(head) if registration => format!("{head} {BIN}"),
+                _ => line.to_string(),
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -53,8 +53,8 @@ fn bash_completions() -> String {
 
 /// clap_complete's zsh script specifies a repeatable positional (`migrate`'s DEVICE_ID,
 /// `rollback`'s) as `'*::devices -- …'`; with two colons zsh's `_arguments` completes no option
-/// once the words before the cursor reach it (`migrate my-app --fr<TAB>` offers nothing). One
-/// colon keeps the same positional and lets the options complete. The sub-command dispatch
+/// once the words before the cursor reach it (`migrate my-app --fr<TAB>` offers nothing; see
+/// clap-rs/clap#4652). One colon keeps the same positional and lets the options complete. The sub-command dispatch
 /// (`'*::: :->…'`, three colons) is left as it is.
 fn zsh_completions() -> String {
     generate(Shell::Zsh, BIN)

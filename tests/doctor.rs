@@ -417,3 +417,13 @@ fn two_profiles_of_one_host_get_a_fix_that_changes_the_credentials_id() {
     env.run(&["doctor", "--from", "ce", "--to", "ce2"])
         .stdout_has("✓ profiles `ce` and `ce2` keep separate logins");
 }
+
+#[test]
+fn the_closing_hint_repeats_the_options_given() {
+    let env = Env::new().with_profiles();
+    env.run(&["doctor", "--to", "nowhere", "--application-id", "app-1"])
+        .failure()
+        .stdout_has(
+            "run `ttn-session-migrate doctor --to nowhere --application-id app-1` again afterwards",
+        );
+}

@@ -91,9 +91,27 @@ pub fn doctor(context: &Context, args: &DoctorArgs) -> Result<bool> {
         }
     } else {
         println!(
-            "\n{problems} problem{} to fix (✗); run `ttn-session-migrate doctor` again afterwards.",
-            if problems == 1 { "" } else { "s" }
+            "\n{problems} problem{} to fix (✗); run `{}` again afterwards.",
+            if problems == 1 { "" } else { "s" },
+            same_checks_again(args)
         );
     }
     Ok(problems == 0)
+}
+
+/// The `doctor` command line that repeats these checks, with the options the operator gave.
+fn same_checks_again(args: &DoctorArgs) -> String {
+    let mut words = vec!["ttn-session-migrate".to_string(), "doctor".into()];
+    for (flag, value, default) in [
+        ("--from", Some(&args.from), Some("ce")),
+        ("--to", Some(&args.to), Some("cloud")),
+        ("--application-id", args.application_id.as_ref(), None),
+        ("--to-application", args.to_application.as_ref(), None),
+    ] {
+        if let Some(value) = value.filter(|v| Some(v.as_str()) != default) {
+            words.push(flag.into());
+            words.push(crate::ttn_lw_cli::quote(value));
+        }
+    }
+    words.join(" ")
 }

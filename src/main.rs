@@ -4,6 +4,7 @@
 //! Data flows one way: command line (`cli`) → plan (`plan`, `profile`) → runner (`runner`,
 //! which calls `ttn_lw_cli` and records to `journal`) → report (`output`).
 
+mod batch;
 mod cli;
 mod commands;
 mod devaddr;
@@ -11,6 +12,9 @@ mod device;
 mod doctor;
 mod interrupt;
 mod journal;
+mod lifecycle;
+mod next_step;
+mod outcome;
 mod output;
 mod plan;
 mod profile;

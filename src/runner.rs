@@ -885,3 +885,359 @@ pub fn position_of(work: &WorkDir, device: &str) -> anyhow::Result<Position> {
         })?
         .position())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The runner against a scripted ttn-lw-cli: two deployments in memory, and a fault at any
+    //! call. Every fault at every call of a migration, in milliseconds; the subprocess matrix in
+    //! `tests/resilience.rs` is the end-to-end check.
+
+    use super::*;
+    use crate::output::Progress;
+    use crate::profile::{Profile, ProfileConfig};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Fault {
+        /// A definite refusal: no effect.
+        Refused,
+        /// No answer: no effect.
+        Unanswered,
+        /// The effect happens; the answer is lost.
+        LostAnswer,
+        /// A read answers not found, whatever is there (a `delete` or `create` answering so
+        /// is taken at its word, as from the real servers; this fault leaves them alone).
+        NotFound,
+    }
+
+    const FAULTS: [Fault; 4] = [
+        Fault::Refused,
+        Fault::Unanswered,
+        Fault::LostAnswer,
+        Fault::NotFound,
+    ];
+
+    #[derive(Default)]
+    struct World {
+        source: HashMap<String, Value>,
+        target: HashMap<String, Value>,
+        calls: usize,
+        /// Faults at the n-th call (0-based).
+        faults: Vec<(usize, Fault)>,
+    }
+
+    /// ttn-lw-cli as a script: `get`, `set`, `delete`, `create` on two deployments.
+    struct Scripted {
+        world: Mutex<World>,
+    }
+
+    fn error(kind: ErrorKind, detail: &str) -> CliError {
+        CliError {
+            kind,
+            command: String::new(),
+            exit_code: Some(255),
+            error: None,
+            detail: detail.to_string(),
+        }
+    }
+
+    impl Calls for Scripted {
+        fn run(&self, invocation: &Invocation) -> Result<Output, CliError> {
+            let mut world = self.world.lock().unwrap();
+            let n = world.calls;
+            world.calls += 1;
+            let fault = world
+                .faults
+                .iter()
+                .find(|(at, _)| *at == n)
+                .map(|(_, f)| *f);
+            match fault {
+                Some(Fault::Refused) => {
+                    return Err(error(ErrorKind::PermissionDenied, "insufficient rights"))
+                }
+                Some(Fault::Unanswered) => {
+                    return Err(error(ErrorKind::Transport, "connection reset"))
+                }
+                Some(Fault::NotFound) if invocation.args[1] == "get" => {
+                    return Err(error(ErrorKind::NotFound, "not found"))
+                }
+                _ => {}
+            }
+            let on_target = invocation.config == Path::new("/cloud.yml");
+            let verb = invocation.args[1].clone();
+            let device = invocation
+                .args
+                .iter()
+                .position(|a| a == "--device-id")
+                .map(|i| invocation.args[i + 1].clone());
+            let deployment = match on_target {
+                true => &mut world.target,
+                false => &mut world.source,
+            };
+            let result = match verb.as_str() {
+                "get" => match deployment.get(device.as_deref().unwrap()) {
+                    Some(doc) => Ok(serde_json::to_vec(doc).unwrap()),
+                    None => Err(error(ErrorKind::NotFound, "not found")),
+                },
+                "set" => Ok(Vec::new()),
+                "delete" => match deployment.remove(device.as_deref().unwrap()) {
+                    Some(_) => Ok(Vec::new()),
+                    None => Err(error(ErrorKind::NotFound, "not found")),
+                },
+                "create" => {
+                    let crate::ttn_lw_cli::Stdin::File(file) = &invocation.stdin else {
+                        panic!("create without a document")
+                    };
+                    let doc: Value = serde_json::from_slice(&fs::read(file).unwrap()).unwrap();
+                    let id = doc["ids"]["device_id"].as_str().unwrap().to_string();
+                    match deployment.entry(id) {
+                        std::collections::hash_map::Entry::Occupied(_) => {
+                            Err(error(ErrorKind::AlreadyExists, "id taken"))
+                        }
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert(doc.clone());
+                            Ok(serde_json::to_vec(&doc).unwrap())
+                        }
+                    }
+                }
+                other => panic!("unexpected call {other}"),
+            };
+            if fault == Some(Fault::LostAnswer) {
+                return Err(error(ErrorKind::Transport, "answer lost"));
+            }
+            result.map(|stdout| Output {
+                stdout,
+                stderr: String::new(),
+            })
+        }
+
+        fn render(&self, invocation: &Invocation) -> String {
+            invocation.argv().join(" ")
+        }
+    }
+
+    struct Silent;
+
+    impl Progress for Silent {
+        fn step(&self, _: &str, _: &str) {}
+        fn retrying(&self, _: &str, _: &str, _: &str) {}
+        fn finished(&self, _: &DeviceReport) {}
+    }
+
+    fn device() -> Value {
+        let mut doc: Value =
+            serde_json::from_str(include_str!("../fixtures/devices/otaa-eu1.json")).unwrap();
+        doc["ids"]["device_id"] = Value::String("dev-1".into());
+        doc["ids"]["application_ids"]["application_id"] = Value::String("app-1".into());
+        doc
+    }
+
+    fn migration(freeze_downlinks: bool) -> Migration {
+        let profile = |label: &str, path: &str| Profile {
+            label: label.into(),
+            path: path.into(),
+            config: ProfileConfig::default(),
+        };
+        Migration {
+            source: profile("ce", "/ce.yml"),
+            target: profile("cloud", "/cloud.yml"),
+            application_id: "app-1".into(),
+            target_application_id: "app-1".into(),
+            mode: None,
+            freeze_downlinks,
+        }
+    }
+
+    struct Case {
+        calls: Scripted,
+        migration: Migration,
+        work: tempfile::TempDir,
+        files: Files,
+        interrupt: Interrupt,
+    }
+
+    impl Case {
+        fn new(faults: &[(usize, Fault)], freeze_downlinks: bool) -> Case {
+            let mut world = World {
+                faults: faults.to_vec(),
+                ..World::default()
+            };
+            world.source.insert("dev-1".into(), device());
+            Case {
+                calls: Scripted {
+                    world: Mutex::new(world),
+                },
+                migration: migration(freeze_downlinks),
+                work: tempfile::tempdir().unwrap(),
+                files: Files::Disk,
+                interrupt: Interrupt::default(),
+            }
+        }
+
+        fn run(&self, goal: Goal, rollback_on_failure: bool) -> (DeviceReport, Position) {
+            let runner = Runner {
+                calls: &self.calls,
+                migration: &self.migration,
+                work: self.work.path(),
+                files: &self.files,
+                retry: RetryPolicy {
+                    max_retries: 2,
+                    base: Duration::ZERO,
+                    cap: Duration::ZERO,
+                },
+                interrupt: &self.interrupt,
+                progress: &Silent,
+                rollback_on_failure,
+            };
+            let report = runner.run_device("dev-1", goal);
+            let position = WorkDir::journal_in(self.work.path(), "dev-1")
+                .map(|j| j.position())
+                .unwrap_or(Position::START);
+            (report, position)
+        }
+
+        fn clear_fault(&self) {
+            self.calls.world.lock().unwrap().faults.clear();
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.world.lock().unwrap().calls
+        }
+
+        /// Where the device is: (on the source, on the target).
+        fn whereabouts(&self) -> (bool, bool) {
+            let world = self.calls.world.lock().unwrap();
+            (
+                world.source.contains_key("dev-1"),
+                world.target.contains_key("dev-1"),
+            )
+        }
+    }
+
+    /// The journal's place is consistent with where the device really is.
+    fn truthful(place: Place, on_source: bool, on_target: bool) -> bool {
+        match place {
+            Place::OnSource
+            | Place::Detected
+            | Place::Frozen
+            | Place::Exported
+            | Place::Validated
+            | Place::RolledBack => on_source && !on_target,
+            Place::MaybeDeleted => !on_target,
+            Place::ExportOnly => !on_source && !on_target,
+            Place::MaybeImported => !on_source,
+            Place::Imported | Place::Migrated => on_target && !on_source,
+            Place::MaybeRecreated => true,
+            Place::Recreated => on_source,
+        }
+    }
+
+    #[test]
+    fn a_clean_run_migrates_with_four_calls() {
+        let case = Case::new(&[], false);
+        let (report, position) = case.run(Goal::Migrate, true);
+        assert_eq!(report.outcome, Outcome::Migrated, "{report:?}");
+        assert_eq!(position.place, Place::Migrated);
+        assert_eq!(case.whereabouts(), (false, true));
+        assert_eq!(case.calls(), 4);
+        let labels: Vec<&str> = report.steps.iter().map(|s| s.step).collect();
+        assert_eq!(
+            labels,
+            [
+                "detect",
+                "export",
+                "check export",
+                "delete from source",
+                "import into target",
+                "verify"
+            ]
+        );
+    }
+
+    /// Every fault at every call, with and without rollback-on-failure and downlink freezing:
+    /// the device is never lost or doubled, the run says truthfully where it is, and a second
+    /// run without the fault (`resume`) finishes it: migrated, or back on the source.
+    #[test]
+    fn every_fault_at_every_call_leaves_a_truthful_journal_and_resume_finishes() {
+        let mut cases = 0;
+        for freeze in [false, true] {
+            let clean = Case::new(&[], freeze);
+            clean.run(Goal::Migrate, true);
+            let calls = clean.calls();
+            for at in 0..calls + 3 {
+                for fault in FAULTS {
+                    for rollback_on_failure in [false, true] {
+                        cases += 1;
+                        let label = format!(
+                            "{fault:?} at call {at}, freeze {freeze}, rollback {rollback_on_failure}"
+                        );
+                        let case = Case::new(&[(at, fault)], freeze);
+                        let original = device();
+                        let (first, position) = case.run(Goal::Migrate, rollback_on_failure);
+                        let (on_source, on_target) = case.whereabouts();
+                        assert!(
+                            on_source || on_target || position.place == Place::ExportOnly,
+                            "{label}: lost with the journal at {position:?}"
+                        );
+                        assert!(
+                            !(on_source && on_target) || position.place == Place::Recreated,
+                            "{label}: on both deployments at {position:?}"
+                        );
+                        assert!(
+                            truthful(position.place, on_source, on_target),
+                            "{label}: journal says {position:?}, source {on_source}, target {on_target}"
+                        );
+                        assert_eq!(first.location, position.describe(), "{label}");
+                        if first.outcome == Outcome::Failed {
+                            assert!(first.next_action.is_some(), "{label}: no next step");
+                        }
+
+                        case.clear_fault();
+                        let (second, position) = case.run(Goal::Migrate, rollback_on_failure);
+                        let (on_source, on_target) = case.whereabouts();
+                        match position.place {
+                            Place::Migrated => {
+                                assert_eq!((on_source, on_target), (false, true), "{label}")
+                            }
+                            Place::RolledBack => {
+                                assert_eq!((on_source, on_target), (true, false), "{label}")
+                            }
+                            other => panic!("{label}: resume ended at {other:?}: {second:?}"),
+                        }
+                        assert!(!position.frozen, "{label}: downlinks left off");
+                        let world = case.calls.world.lock().unwrap();
+                        let found = world
+                            .source
+                            .get("dev-1")
+                            .or(world.target.get("dev-1"))
+                            .unwrap();
+                        assert_eq!(
+                            found["session"], original["session"],
+                            "{label}: session changed"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(cases > 100, "{cases}");
+    }
+
+    /// Issue 9: `create`'s answer is lost, the `get` confirms the import, the read-back answers
+    /// not found. The device is on the target, and the journal says so.
+    #[test]
+    fn a_not_found_read_back_after_a_confirmed_import_stays_on_the_target() {
+        // Calls: detect 0, export 1, delete 2, create 3 (lost), confirm 4, read-back 5.
+        let case = Case::new(&[(3, Fault::LostAnswer), (5, Fault::NotFound)], false);
+        let (first, position) = case.run(Goal::Migrate, true);
+        assert_eq!(first.outcome, Outcome::Failed);
+        assert_eq!(position.place, Place::Imported);
+        assert_eq!(first.location, "on the target (not yet verified)");
+        assert!(matches!(
+            first.next_action,
+            Some(NextStep::ResumeOrRollback { .. })
+        ));
+        assert_eq!(case.whereabouts(), (false, true));
+        let (second, position) = case.run(Goal::Migrate, true);
+        assert_eq!(second.outcome, Outcome::Migrated, "{second:?}");
+        assert_eq!(position.place, Place::Migrated);
+    }
+}

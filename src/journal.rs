@@ -2,15 +2,30 @@
 //! durable before the next destructive step, so that a crash at any instant leaves a truthful
 //! record and `resume`/`rollback` know where every device is.
 //!
-//! Layout of a work directory:
+//! Layout of a work directory (directories 0700, files 0600: exports hold keys):
 //! ```text
-//! migration.json            what was asked (profiles, applications, options, devices)
-//! .lock                     held by the run using the directory
-//! <device-id>/journal.json  the steps, oldest first
-//! <device-id>/export.json   stdout of `end-devices get`, unchanged (0600: holds keys)
-//! <device-id>/import.json   the rewritten document given to `end-devices create` (0600)
-//! <device-id>/created.json  what the target printed after the import (0600)
+//! migration.json                what was asked: profiles, applications, options, devices (format 1)
+//! .lock                         held (flock) by the run using the directory
+//! <device-id>/journal.json      {"format": 2, "records": [...]}: the device's records, oldest first
+//! <device-id>/export.json       stdout of the documented `end-devices get`, unchanged
+//! <device-id>/import.json       the rewritten document given to `end-devices create`
+//! <device-id>/created.json      what the target printed after the import (verified against)
+//! <device-id>/rollback.json     the export rewritten for the source, for a rollback's re-create
 //! ```
+//! A later attempt numbers its files: `export.2.json` with `import.2.json` (after a new export),
+//! `created.2.json` (the second import), `rollback.2.json`. The record that wrote a file names
+//! it (`file`), so the newest record of a step says which file is current; no file is ever
+//! removed or overwritten.
+//!
+//! Records (`step`): `detected`, `frozen`, `unfrozen`, `exported`, `validated`,
+//! `delete-started`, `deleted-from-source`, `delete-refused`, `import-started`,
+//! `import-refused`, `imported`, `verified`, `failed`, `stuck`, `retried`, `rollback-started`,
+//! `recreated-on-source`, `deleted-from-target`, `rolled-back`; each with its time (`at`), and
+//! where it applies the shell line (`command`, never keys), `exit_status`, `mode`, `file`,
+//! `schedule_downlinks_before` and `detail`. Which record may follow which is
+//! [`crate::lifecycle::advance`]; [`Journal::append`] refuses any other, and a file that does
+//! not replay is reported as damaged, never guessed. Format 1 (no `format` field) is read with
+//! an implicit `retried` wherever a record follows a `failed`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -1,8 +1,9 @@
 //! ttn-session-migrate: move LoRaWAN end devices between The Things Stack deployments while
 //! keeping their active session, by driving the official ttn-lw-cli.
 //!
-//! Data flows one way: command line (`cli`) → plan (`plan`, `profile`) → runner (`runner`,
-//! which calls `ttn_lw_cli` and records to `journal`) → report (`output`).
+//! Data flows one way: command line (`cli`) → plan (`plan`, `profile`) → batch (`batch`) →
+//! runner (`runner`, which follows the pure state machine `lifecycle`, calls `ttn_lw_cli` and
+//! records to `journal`) → results (`outcome`, `next_step`) → `output` and `report`.
 
 mod batch;
 mod cli;

@@ -67,18 +67,7 @@ impl WorkDir {
     /// it belongs to another migration, which `resume` continues.
     pub fn create(path: &Path) -> Result<WorkDir> {
         if path.exists() {
-            let empty = fs::read_dir(path)
-                .with_context(|| format!("could not read {}", path.display()))?
-                .next()
-                .is_none();
-            if !empty {
-                bail!(
-                    "work directory {} is not empty: it holds another migration. Continue it with \
-                     `ttn-session-migrate resume {}`, or choose a new --work-dir",
-                    path.display(),
-                    path.display()
-                );
-            }
+            WorkDir::check_new(path)?;
         } else {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -87,6 +76,26 @@ impl WorkDir {
                 .with_context(|| format!("could not create work directory {}", path.display()))?;
         }
         WorkDir::lock(path)
+    }
+
+    /// Whether `path` can hold a new migration: absent or empty (a dry run checks too).
+    pub fn check_new(path: &Path) -> Result<()> {
+        if !path.exists() {
+            return Ok(());
+        }
+        let empty = fs::read_dir(path)
+            .with_context(|| format!("could not read {}", path.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            bail!(
+                "work directory {} is not empty: it holds another migration. Continue it with \
+                 `ttn-session-migrate resume {}`, or choose a new --work-dir",
+                path.display(),
+                path.display()
+            );
+        }
+        Ok(())
     }
 
     /// Opens an existing work directory for `resume` or `rollback`.
@@ -347,9 +356,21 @@ impl Journal {
         }
     }
 
-    /// A journal that lives in memory only (a dry run), for the files of `dir`.
-    pub fn in_memory(dir: &Path, device_id: &str) -> Journal {
-        Journal::new(dir.join("journal.json"), device_id, false)
+    /// A journal whose new records stay in memory (a dry run), for the files of `dir`: the
+    /// device's journal on disk if it has one, else an empty one. Nothing is written.
+    pub fn in_memory(dir: &Path, device_id: &str) -> Result<Journal> {
+        let path = dir.join("journal.json");
+        let mut journal = match path.exists() {
+            true => Journal::load(&path, device_id)?,
+            false => Journal::new(path, device_id, false),
+        };
+        journal.durable = false;
+        Ok(journal)
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.records.len()
     }
 
     fn load(path: &Path, device_id: &str) -> Result<Journal> {

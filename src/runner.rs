@@ -77,12 +77,12 @@ impl Files {
     pub fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
         match self {
             Files::Disk => fs::read(path),
-            Files::Memory(files) => files
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(path)
-                .cloned()
-                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound)),
+            // What this run wrote, else what an earlier run left on disk (read-only).
+            Files::Memory(files) => match files.lock().unwrap_or_else(|e| e.into_inner()).get(path)
+            {
+                Some(bytes) => Ok(bytes.clone()),
+                None => fs::read(path),
+            },
         }
     }
 }
@@ -168,8 +168,11 @@ impl From<anyhow::Error> for Failure {
 pub struct Runner<'a> {
     pub calls: &'a dyn Calls,
     pub migration: &'a Migration,
-    /// The work directory's path; `None` keeps journals and files in memory (a dry run).
+    /// The work directory's path (for a dry run, the one the real run would use).
     pub work: &'a Path,
+    /// Where device files and journals go: [`Files::Memory`] for a dry run, which writes
+    /// nothing (it starts from a device's journal on disk, if there is one, and keeps its
+    /// own records in memory).
     pub files: &'a Files,
     pub retry: RetryPolicy,
     pub interrupt: &'a Interrupt,
@@ -215,7 +218,7 @@ impl Runner<'_> {
     fn journal(&self, device: &str) -> anyhow::Result<Journal> {
         match self.files {
             Files::Disk => WorkDir::journal_in(self.work, device),
-            Files::Memory(_) => Ok(Journal::in_memory(&self.work.join(device), device)),
+            Files::Memory(_) => Journal::in_memory(&self.work.join(device), device),
         }
     }
 
@@ -276,7 +279,18 @@ impl Runner<'_> {
             }
             self.progress.step(&run.report.device_id, action.label());
             let started = Instant::now();
-            let result = self.perform(run, action);
+            let written = run.journal.len();
+            let result = self.perform(run, action).and_then(|()| {
+                // Every action that succeeds moves the device on: the loop cannot spin.
+                match run.journal.len() > written {
+                    true => Ok(()),
+                    false => Err(Failure::new(format!(
+                        "`{}` made no progress; this is a bug in ttn-session-migrate",
+                        action.label()
+                    ))
+                    .stuck()),
+                }
+            });
             run.report
                 .time(action.label(), started.elapsed().as_millis() as u64);
             run.performed += 1;

@@ -52,6 +52,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         freeze_downlinks: args.freeze_downlinks,
     };
     let work_path = batch::planned_work_dir(args.work_dir.as_deref());
+    WorkDir::check_new(&work_path)?;
     let page_size = args.page_size as usize;
     if args.dry_run {
         batch::print_dry_run_header(&migration);

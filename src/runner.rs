@@ -727,12 +727,14 @@ impl Runner<'_> {
                 match self.read_session(&read)? {
                     Some(found) => found,
                     // The target confirmed the device, and now cannot find it: no answer to
-                    // trust. The device stays where the journal says; `resume` verifies again.
+                    // act on. The device stays where the journal says.
                     None => {
-                        return Err(Failure::new(
-                            "the target confirmed the import, then answered not found when its session was read back; the device was not verified",
-                        )
-                        .stuck())
+                        let device = run.device();
+                        let error = match self.exists(&self.migration.exists_on_target(&device))? {
+                            true => "the target confirmed the import, then answered not found when its session was read back, then found it again; the device was not verified. `resume` verifies it again".to_string(),
+                            false => format!("the target confirmed the import and now answers not found: the device may have been deleted from the target. Check in the Console; its export is kept in {}, and `rollback` puts it back on the source", run.journal.dir().display()),
+                        };
+                        return Err(Failure::new(error).stuck());
                     }
                 }
             }
@@ -830,6 +832,17 @@ impl Runner<'_> {
         if run.journal.may_be_on_target() {
             let import_file = run.journal.file_of(Step::ImportStarted);
             let found = self.read_session(&self.migration.read_target(&device, self.mode(run)))?;
+            // A not-found that contradicts a confirmed import is believed only when a second
+            // read agrees: else the device could stay on both deployments.
+            if found.is_none()
+                && run.journal.last(Step::Imported).is_some()
+                && self.exists(&self.migration.exists_on_target(&device))?
+            {
+                return Err(Failure::new(
+                    "the target answered not found for the device, then found it; nothing was deleted from the target. Run the rollback again",
+                )
+                .stuck());
+            }
             let ours = match (&found, &import_file) {
                 (Some(found), Some(file)) => self.differences(run, file, found)?.is_empty(),
                 _ => false,
@@ -1233,6 +1246,38 @@ mod tests {
             }
         }
         assert!(cases > 100, "{cases}");
+    }
+
+    /// `rollback` of a migrated device with every fault at every call: never lost, never on
+    /// both deployments once done, and a second `rollback` finishes it.
+    #[test]
+    fn every_fault_during_a_rollback_and_a_second_rollback_finishes() {
+        let clean = Case::new(&[], false);
+        clean.run(Goal::Migrate, true);
+        let migrated_calls = clean.calls();
+        clean.run(Goal::Rollback, false);
+        let rollback_calls = clean.calls() - migrated_calls;
+        assert_eq!(clean.whereabouts(), (true, false));
+        for at in migrated_calls..migrated_calls + rollback_calls + 2 {
+            for fault in FAULTS {
+                let label = format!("{fault:?} at call {at}");
+                let case = Case::new(&[(at, fault)], false);
+                let (migrated, _) = case.run(Goal::Migrate, true);
+                assert_eq!(migrated.outcome, Outcome::Migrated, "{label}");
+                let (first, position) = case.run(Goal::Rollback, false);
+                let (on_source, on_target) = case.whereabouts();
+                assert!(on_source || on_target, "{label}: lost");
+                assert!(
+                    truthful(position.place, on_source, on_target),
+                    "{label}: journal says {position:?}, source {on_source}, target {on_target}"
+                );
+                assert_eq!(first.location, position.describe(), "{label}");
+                case.clear_fault();
+                let (second, position) = case.run(Goal::Rollback, false);
+                assert_eq!(position.place, Place::RolledBack, "{label}: {second:?}");
+                assert_eq!(case.whereabouts(), (true, false), "{label}");
+            }
+        }
     }
 
     /// Issue 9: `create`'s answer is lost, the `get` confirms the import, the read-back answers

@@ -1280,6 +1280,44 @@ mod tests {
         }
     }
 
+    /// Progress labels come from the action: the read-backs of a rollback are "roll back".
+    #[test]
+    fn a_rollback_shows_as_rollback() {
+        let case = Case::new(&[], false);
+        case.run(Goal::Migrate, true);
+        let before = case.calls();
+        let (report, position) = case.run(Goal::Rollback, false);
+        assert_eq!(report.outcome, Outcome::RolledBack);
+        assert_eq!(position.place, Place::RolledBack);
+        // Re-create, read the target back, delete it there.
+        assert_eq!(case.calls() - before, 3);
+        let labels: Vec<&str> = report.steps.iter().map(|s| s.step).collect();
+        assert_eq!(labels, ["roll back"]);
+    }
+
+    /// A journal that does not replay: the device is at an unknown place, never "on the
+    /// source", and nothing runs.
+    #[test]
+    fn a_damaged_journal_is_unknown_and_nothing_runs() {
+        let case = Case::new(&[], false);
+        let dir = case.work.path().join("dev-1");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("journal.json"),
+            r#"{"format":2,"records":[{"step":"imported","at":"x"}]}"#,
+        )
+        .unwrap();
+        let (report, _) = case.run(Goal::Migrate, true);
+        assert_eq!(report.outcome, Outcome::Failed);
+        assert_eq!(report.location, "unknown: journal damaged");
+        assert_eq!(
+            report.next_action,
+            Some(NextStep::CheckConsole { export_dir: dir })
+        );
+        assert!(report.error.unwrap().contains("is damaged"));
+        assert_eq!(case.calls(), 0);
+    }
+
     /// Issue 9: `create`'s answer is lost, the `get` confirms the import, the read-back answers
     /// not found. The device is on the target, and the journal says so.
     #[test]

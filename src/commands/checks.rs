@@ -16,8 +16,8 @@ use super::Context;
 use crate::cli::MigrateArgs;
 use crate::devaddr::{self, GatewayCheck};
 use crate::doctor;
+use crate::outcome::{DeviceReport, Outcome};
 use crate::plan::Migration;
-use crate::runner::{DeviceReport, Outcome};
 use crate::style::{Colour, Style};
 use crate::ttn_lw_cli::{Invocation, TtnLwCli};
 

@@ -404,13 +404,19 @@ impl fmt::Display for Version {
 /// What kind of failure a call ended in; callers decide on retry and rollback from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// The end device does not exist (`end_device_not_found`, or a registry's `not_found`):
+    /// the only failure that means "absent".
     NotFound,
+    /// `pkg/identityserver/store:application_not_found`: the application does not exist.
+    ApplicationNotFound,
     AlreadyExists,
+    /// No valid credential: not logged in, an unknown or expired API key, a wrong secret, or an
+    /// OAuth access token the server no longer has (`token_not_found`).
     Unauthenticated,
     UnknownHost,
     PermissionDenied,
-    /// Connection refused, unavailable, deadline exceeded: the call may not have reached the
-    /// server, or its answer was lost.
+    /// Connection refused, unavailable, deadline exceeded, a lost connection, a database that is
+    /// down: the call may not have reached the server, or its answer was lost.
     Transport,
     RateLimited,
     /// The call did not answer within the timeout and was killed.
@@ -422,44 +428,82 @@ pub enum ErrorKind {
     Other,
 }
 
+/// Namespaces whose `not_found` is an end device missing from a registry (NS, AS, JS and the
+/// stores behind them).
+const DEVICE_REGISTRY_NAMESPACES: [&str; 4] = [
+    "pkg/networkserver",
+    "pkg/applicationserver",
+    "pkg/joinserver",
+    "pkg/util/store",
+];
+
+/// Texts of transport failures that carry no The Things Stack error name: plain dial errors
+/// (v3.32.1) and gRPC statuses without details printed as `error:unknown:unknown (…)`
+/// (`pkg/errors/grpc.go`; real-cli-audit.md E6).
+const TRANSPORT_TEXTS: [&str; 15] = [
+    "connection refused",
+    "i/o timeout",
+    "no such host",
+    "transport",
+    "connection reset",
+    "error reading from server",
+    "unexpected eof",
+    "context deadline exceeded",
+    "connection is draining",
+    "name resolver error",
+    "service unavailable",
+    "bad gateway",
+    "gateway timeout",
+    "code = unavailable",
+    "code = deadlineexceeded",
+];
+
 impl ErrorKind {
     /// Worth repeating after a pause, if the step is safe to repeat.
     pub fn is_transient(self) -> bool {
         matches!(self, Self::Transport | Self::RateLimited | Self::Timeout)
     }
 
-    fn classify(name: &str, first_line: &str) -> ErrorKind {
+    fn classify(error: Option<&TtsError>, first_line: &str) -> ErrorKind {
+        let (namespace, name) = error.map_or(("", ""), |e| (e.namespace.as_str(), e.name.as_str()));
         match name {
-            "id_taken" | "end_device_euis_taken" | "already_exists" => Self::AlreadyExists,
-            "unknown_host" => Self::UnknownHost,
-            "unauthenticated" | "api_key_not_found" | "token_expired" | "oauth_token_expired" => {
-                Self::Unauthenticated
+            "id_taken" | "end_device_euis_taken" | "already_exists" | "eui_taken" => {
+                Self::AlreadyExists
             }
+            "unknown_host" => Self::UnknownHost,
+            "unauthenticated"
+            | "api_key_not_found"
+            | "api_key_expired"
+            | "invalid_authorization"
+            | "token_not_found"
+            | "token_expired" => Self::Unauthenticated,
             "no_application_rights" | "permission_denied" => Self::PermissionDenied,
             n if n.starts_with("insufficient_") => Self::PermissionDenied,
-            "unavailable" | "deadline_exceeded" | "connection_refused" | "canceled" => {
-                Self::Transport
+            // pkg/errors/conversion.go, pkg/util/store/error.go.
+            "context_deadline_exceeded" | "database_unavailable" => Self::Transport,
+            n if namespace == "pkg/errors" && n.starts_with("net_") => Self::Transport,
+            "rate_limit_exceeded" => Self::RateLimited,
+            "field_value" | "validation" | "json_token" => Self::Invalid,
+            "end_device_not_found" => Self::NotFound,
+            "not_found"
+                if DEVICE_REGISTRY_NAMESPACES
+                    .iter()
+                    .any(|ns| namespace == *ns || namespace.starts_with(&format!("{ns}/"))) =>
+            {
+                Self::NotFound
             }
-            "rate_limit_exceeded" | "resource_exhausted" => Self::RateLimited,
-            "field_value" | "validation" | "json_token" | "invalid_argument" => Self::Invalid,
-            n if n.ends_with("not_found") => Self::NotFound,
+            "application_not_found" => Self::ApplicationNotFound,
+            n if n.ends_with("not_found") => Self::Other,
             n if n.starts_with("invalid_") || n.ends_with("_mismatch") => Self::Invalid,
             // Plain errors, and gRPC statuses without TTS details (`error:unknown:unknown`):
             // judge by the text.
-            _ => {
+            n if n.is_empty() || namespace == "unknown" => {
                 let lower = first_line.to_ascii_lowercase();
                 if lower.starts_with("oauth2:") {
                     Self::Unauthenticated
-                } else if [
-                    "connection refused",
-                    "i/o timeout",
-                    "no such host",
-                    "transport",
-                    "connection reset",
-                ]
-                .iter()
-                .any(|needle| lower.contains(needle))
-                {
+                } else if lower.contains("code = resourceexhausted") {
+                    Self::RateLimited
+                } else if TRANSPORT_TEXTS.iter().any(|needle| lower.contains(needle)) {
                     Self::Transport
                 } else if lower.starts_with("unknown flag")
                     || lower.starts_with("unknown shorthand flag")
@@ -472,6 +516,7 @@ impl ErrorKind {
                     Self::Other
                 }
             }
+            _ => Self::Other,
         }
     }
 }
@@ -536,8 +581,7 @@ impl CliError {
             .or_else(|| stderr.lines().map(str::trim).find(|l| !is_log_line(l)))
             .unwrap_or("")
             .to_string();
-        let name = error.as_ref().map_or("", |e| e.name.as_str());
-        let mut kind = ErrorKind::classify(name, &first_line);
+        let mut kind = ErrorKind::classify(error.as_deref(), &first_line);
         if exit_code == Some(130) && error.is_none() {
             kind = ErrorKind::Transport;
         }
@@ -620,10 +664,6 @@ mod tests {
             ErrorKind::RateLimited
         );
         assert_eq!(
-            kind("error:pkg/errors:unavailable (service unavailable)"),
-            ErrorKind::Transport
-        );
-        assert_eq!(
             kind("rpc error: dial tcp 1.2.3.4:8884: i/o timeout"),
             ErrorKind::Transport
         );
@@ -634,6 +674,72 @@ mod tests {
         );
         assert_eq!(kind("error:unknown:unknown (connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:8884: connect: connection refused\")"), ErrorKind::Transport);
         assert_eq!(kind(""), ErrorKind::Other);
+    }
+
+    // real-cli-audit.md E1/D4: only a device that is not found means "absent".
+    #[test]
+    fn only_a_missing_device_is_not_found() {
+        let kind = |stderr: &str| CliError::from_failure("x".into(), Some(255), stderr).kind;
+        assert_eq!(
+            kind("error:pkg/identityserver:token_not_found (access token not found)"),
+            ErrorKind::Unauthenticated
+        );
+        assert_eq!(
+            kind("error:pkg/identityserver/store:application_not_found (application with id `a` not found)\n    application_id=a"),
+            ErrorKind::ApplicationNotFound
+        );
+        for other in [
+            "error:pkg/identityserver/store:user_not_found (user with id `u` not found)",
+            "error:pkg/identityserver/store:client_not_found (client with id `cli` not found)",
+            "error:pkg/frequencyplans:not_found (frequency plan `EU` not found)",
+        ] {
+            assert_eq!(kind(other), ErrorKind::Other, "{other}");
+        }
+        assert_eq!(
+            kind("error:pkg/identityserver/gormstore:end_device_not_found (end device with id `d` not found in application with id `a`)"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind("error:pkg/networkserver:not_found (end device not found)"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind("error:pkg/identityserver:invalid_authorization (invalid authorization)"),
+            ErrorKind::Unauthenticated
+        );
+        assert_eq!(
+            kind("error:pkg/identityserver:api_key_expired (API key expired)"),
+            ErrorKind::Unauthenticated
+        );
+    }
+
+    // real-cli-audit.md E6/E7: the transient failures as the real CLI prints them.
+    #[test]
+    fn transient_failures_are_recognised_by_their_real_names_and_texts() {
+        let kind = |stderr: &str| CliError::from_failure("x".into(), Some(255), stderr).kind;
+        for transport in [
+            "error:unknown:unknown (error reading from server: EOF)",
+            "error:pkg/errors:context_deadline_exceeded (context deadline exceeded)",
+            "error:pkg/util/store:database_unavailable (database unavailable)",
+            "error:unknown:unknown (the connection is draining)",
+            "error:unknown:unknown (name resolver error: produced zero addresses)",
+            "error:unknown:unknown (unexpected HTTP status code received from server: 503 (Service Unavailable))",
+            "error:unknown:unknown (rpc error: code = Unavailable desc = )",
+            "context deadline exceeded",
+            "dial tcp 1.2.3.4:8884: connect: connection refused",
+            "error:pkg/errors:net_operation (net operation failed)",
+        ] {
+            assert_eq!(kind(transport), ErrorKind::Transport, "{transport}");
+        }
+        assert_eq!(
+            kind("error:pkg/ratelimit:rate_limit_exceeded (rate limit of `10` accesses per minute exceeded for resource `k`)\n    key=k\n    rate=10"),
+            ErrorKind::RateLimited
+        );
+        // The fictional shapes the tool used to look for are not special any more.
+        assert_eq!(
+            kind("error:pkg/rpcclient:unavailable (service unavailable)"),
+            ErrorKind::Other
+        );
     }
 
     #[test]

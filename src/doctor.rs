@@ -18,6 +18,13 @@ use crate::ttn_lw_cli::{CliError, ErrorKind, Invocation, TtnLwCli, Version, MIN_
 /// fixed in 3.23.0).
 pub const PENDING_STATE_VERSION: Version = Version(3, 23, 0);
 
+/// `--mac-settings.schedule-downlinks` (what `--freeze-downlinks` sets) exists from this version
+/// on (`mac_settings.schedule_downlinks`, api/ttn/lorawan/v3/end_device.proto).
+pub const SCHEDULE_DOWNLINKS_VERSION: Version = Version(3, 21, 0);
+
+/// `end-devices get-dev-addr-prefixes` (the gateway check) exists from this version on.
+pub const DEV_ADDR_PREFIXES_VERSION: Version = Version(3, 21, 2);
+
 pub const INSTALL_URL: &str =
     "https://www.thethingsindustries.com/docs/concepts/features/cli/installing-cli/";
 
@@ -216,7 +223,8 @@ impl<'a> Checkup<'a> {
                 Status::Warning,
                 format!(
                     "{at}: devices with a pending session or MAC state fail to import before \
-                     {PENDING_STATE_VERSION} (lorawan-stack #5926)"
+                     {PENDING_STATE_VERSION} (lorawan-stack #5926){}",
+                    missing_commands(version)
                 ),
                 upgrade,
             );
@@ -553,6 +561,41 @@ pub fn before_migration<'a>(
     }
     checkup.environment(std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()));
     checkup
+}
+
+/// What a CLI older than 3.21.2 lacks, as the end of a sentence (empty for newer ones).
+fn missing_commands(version: Version) -> String {
+    let mut missing = Vec::new();
+    if version < SCHEDULE_DOWNLINKS_VERSION {
+        missing.push(format!(
+            "--freeze-downlinks needs {SCHEDULE_DOWNLINKS_VERSION} or newer"
+        ));
+    }
+    if version < DEV_ADDR_PREFIXES_VERSION {
+        missing.push(format!(
+            "the gateway check cannot read the target's DevAddr prefixes before \
+             {DEV_ADDR_PREFIXES_VERSION} (end-devices get-dev-addr-prefixes)"
+        ));
+    }
+    if missing.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", missing.join("; "))
+    }
+}
+
+/// What this migration asks of ttn-lw-cli that its version does not have: checked before the
+/// first delete, also with `--skip-checks` (no call needed, the version is known).
+pub fn unsupported_by(version: Version, migration: &Migration) -> Option<String> {
+    if migration.freeze_downlinks && version < SCHEDULE_DOWNLINKS_VERSION {
+        return Some(format!(
+            "--freeze-downlinks needs ttn-lw-cli {SCHEDULE_DOWNLINKS_VERSION} or newer (its \
+             --mac-settings.schedule-downlinks flag appeared then), and this one is {version}; \
+             nothing was deleted. Install a newer ttn-lw-cli ({INSTALL_URL}), or migrate without \
+             --freeze-downlinks"
+        ));
+    }
+    None
 }
 
 /// The problems as one error message, for `migrate`.

@@ -16,11 +16,20 @@ use anyhow::{bail, Context, Result};
 pub const MIN_VERSION: Version = Version(3, 12, 0);
 
 /// Environment the tool sets on every call. Environment variables rather than flags, so that an
-/// older CLI does not fail on a flag it does not know.
-pub const FIXED_ENV: [(&str, &str); 2] = [
+/// older CLI does not fail on a flag it does not know. The log format and level are pinned (they
+/// override a hand-written profile's `log:` section): the tool reads the CLI's `LEVEL<TAB>msg`
+/// console lines, and a `WARN Deselecting …` line must not be filtered out.
+pub const FIXED_ENV: [(&str, &str); 4] = [
     ("TTN_LW_SKIP_VERSION_CHECK", "true"),
     ("TTN_LW_TELEMETRY_ENABLE", "false"),
+    ("TTN_LW_LOG_FORMAT", "console"),
+    ("TTN_LW_LOG_LEVEL", "info"),
 ];
+
+/// Variables of the operator's terminal that change the CLI's output: `COLORTERM` makes its
+/// logger colour the levels even when stderr is a pipe (`pkg/log/zap_handler.go`), which would
+/// hide its `ERROR` lines from the tool (real-cli-audit.md P4).
+pub const SCRUBBED_ENV: [&str; 1] = ["COLORTERM"];
 
 /// How long one call may take before it is treated as hung.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -290,10 +299,11 @@ impl TtnLwCli {
 }
 
 /// Removes every inherited `TTN_LW_*` variable (they would override the profile's config file)
-/// and sets [`FIXED_ENV`].
+/// and [`SCRUBBED_ENV`], and sets [`FIXED_ENV`].
 fn scrub_environment(mut expression: duct::Expression) -> duct::Expression {
     for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("TTN_LW_") {
+        let name = key.to_string_lossy();
+        if name.starts_with("TTN_LW_") || SCRUBBED_ENV.contains(&name.as_ref()) {
             expression = expression.env_remove(key);
         }
     }

@@ -82,6 +82,7 @@ fn a_ttn_lw_cli_before_the_pending_state_fix_is_a_warning() {
         .success()
         .stdout_has("! ttn-lw-cli 3.20.0 at ")
         .stdout_has("lorawan-stack #5926")
+        .stdout_has("; --freeze-downlinks needs 3.21.0 or newer; the gateway check cannot read the target's DevAddr prefixes before 3.21.2")
         .stdout_has("Ready to migrate: no problems, 1 warning.")
         .clean_errors();
 }

@@ -187,6 +187,18 @@ impl<'a> Checkup<'a> {
         match cli.version() {
             Ok(version) => {
                 self.version(&cli, version);
+                if let Some(shared) = cli.snap_shared_dir() {
+                    self.add(
+                        Status::Ok,
+                        format!(
+                            "ttn-lw-cli is the ttn-lw-stack snap, which cannot open hidden folders of \
+                             your home nor /tmp: it gets copies of the profiles in {} and import \
+                             documents through a pipe",
+                            shared.display()
+                        ),
+                        None,
+                    );
+                }
                 (version >= MIN_VERSION).then_some(cli)
             }
             Err(e) => {

@@ -31,6 +31,15 @@ pub const FIXED_ENV: [(&str, &str); 4] = [
 /// hide its `ERROR` lines from the tool (real-cli-audit.md P4).
 pub const SCRUBBED_ENV: [&str; 1] = ["COLORTERM"];
 
+/// The command the `ttn-lw-stack` snap installs (`/snap/bin/ttn-lw-stack.ttn-lw-cli`); `sudo snap
+/// alias ttn-lw-stack.ttn-lw-cli ttn-lw-cli` adds the short name as a symlink to it.
+pub const SNAP_COMMAND: &str = "ttn-lw-stack.ttn-lw-cli";
+
+/// Under the home directory: the snap's own directory, which the confined CLI may read and write
+/// (it may not open hidden folders of home, like `~/.config` where profiles live, nor the
+/// caller's `/tmp`).
+pub const SNAP_SHARED_DIR: &str = "snap/ttn-lw-stack/common/ttn-session-migrate";
+
 /// How long one call may take before it is treated as hung.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -45,6 +54,8 @@ pub struct TtnLwCli {
     timeout: Duration,
     echo: bool,
     version: std::sync::OnceLock<Version>,
+    /// The confined `ttn-lw-stack` snap: where it may read profiles (see [`SNAP_SHARED_DIR`]).
+    snap: Option<PathBuf>,
 }
 
 /// Where the binary may come from, in the order it is looked for.
@@ -71,7 +82,7 @@ impl Locator<'_> {
             return TtnLwCli::at(Path::new(path), "TTN_LW_CLI");
         }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        for name in ["ttn-lw-cli", "tti-lw-cli"] {
+        for name in ["ttn-lw-cli", "tti-lw-cli", SNAP_COMMAND] {
             if let Ok(path) = which::which_in(name, self.search_path.as_ref(), &cwd) {
                 let mut cli = TtnLwCli::new(path, name.to_string());
                 cli.found_via = format!("{name} on PATH");
@@ -80,7 +91,7 @@ impl Locator<'_> {
         }
         bail!(
             "ttn-lw-cli was not found: looked at --ttn-lw-cli, the TTN_LW_CLI environment variable, \
-             and for `ttn-lw-cli` and `tti-lw-cli` on PATH.\n\
+             and for `ttn-lw-cli`, `tti-lw-cli` and `ttn-lw-stack.ttn-lw-cli` (the snap) on PATH.\n\
              Install The Things Stack CLI (https://www.thethingsindustries.com/docs/concepts/features/cli/installing-cli/), \
              e.g. `sudo snap install ttn-lw-stack` or the release archive, then pass its path with --ttn-lw-cli PATH \
              or set TTN_LW_CLI=PATH"
@@ -90,6 +101,9 @@ impl Locator<'_> {
 
 impl TtnLwCli {
     fn new(path: PathBuf, display: String) -> Self {
+        let snap = is_snap(&path)
+            .then(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(SNAP_SHARED_DIR)))
+            .flatten();
         TtnLwCli {
             path,
             display,
@@ -97,7 +111,70 @@ impl TtnLwCli {
             timeout: DEFAULT_TIMEOUT,
             echo: false,
             version: std::sync::OnceLock::new(),
+            snap,
         }
+    }
+
+    /// Where the confined `ttn-lw-stack` snap is handed profiles, if this is the snap.
+    pub fn snap_shared_dir(&self) -> Option<&Path> {
+        self.snap.as_deref()
+    }
+
+    /// A private directory the CLI can work in (`use` writes its file there): in the snap's
+    /// shared directory for the snap, else in the system's temporary directory.
+    pub fn scratch_dir(&self) -> std::io::Result<tempfile::TempDir> {
+        match &self.snap {
+            Some(shared) => {
+                std::fs::create_dir_all(shared)?;
+                tempfile::Builder::new()
+                    .prefix("scratch-")
+                    .tempdir_in(shared)
+            }
+            None => tempfile::tempdir(),
+        }
+    }
+
+    /// The config file the CLI is given: for the snap, a copy in its shared directory (a
+    /// non-hidden name, mode 0600), refreshed on every call.
+    fn readable_config(&self, config: &Path) -> PathBuf {
+        let Some(shared) = &self.snap else {
+            return config.to_path_buf();
+        };
+        if config.starts_with(shared) {
+            return config.to_path_buf();
+        }
+        let Ok(content) = std::fs::read(config) else {
+            return config.to_path_buf();
+        };
+        let stem = config
+            .file_stem()
+            .map(|s| s.to_string_lossy().trim_start_matches('.').to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "config".to_string());
+        let copy = shared.join("profiles").join(format!(
+            "{stem}-{:08x}.yml",
+            fnv1a(config.as_os_str().as_encoded_bytes()) as u32
+        ));
+        let written = copy
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| write_private(&copy, &content));
+        match written {
+            Ok(()) => copy,
+            Err(_) => config.to_path_buf(),
+        }
+    }
+
+    /// The arguments as the CLI gets them (the config file possibly handed over for the snap).
+    fn argv_for(&self, invocation: &Invocation) -> Vec<String> {
+        let mut argv = invocation.argv();
+        if self.snap.is_some() {
+            argv[1] = self
+                .readable_config(&invocation.config)
+                .display()
+                .to_string();
+        }
+        argv
     }
 
     fn at(path: &Path, via: &str) -> Result<Self> {
@@ -113,7 +190,9 @@ impl TtnLwCli {
                 path.display()
             );
         }
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        // Absolute, but symlinks kept: the snap's `/snap/bin/…` links to `/usr/bin/snap`, which
+        // tells the snap from the name it was started by.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let display = path.display().to_string();
         let mut cli = TtnLwCli::new(path, display);
         cli.found_via = via.to_string();
@@ -201,7 +280,7 @@ impl TtnLwCli {
         if self.echo {
             eprintln!("$ {rendered}");
         }
-        let mut expression = duct::cmd(&self.path, invocation.argv())
+        let mut expression = duct::cmd(&self.path, self.argv_for(invocation))
             .stdout_capture()
             .stderr_capture()
             .unchecked()
@@ -216,6 +295,12 @@ impl TtnLwCli {
         }
         expression = match &invocation.stdin {
             Stdin::Null => expression.stdin_null(),
+            // The snap gets the document through a pipe: AppArmor would replace an inherited
+            // file it may not open (the work directory, /tmp) with a null device.
+            Stdin::File(path) if self.snap.is_some() => match std::fs::read(path) {
+                Ok(bytes) => expression.stdin_bytes(bytes),
+                Err(_) => expression.stdin_path(path),
+            },
             Stdin::File(path) => expression.stdin_path(path),
         };
         expression = scrub_environment(expression);
@@ -263,7 +348,7 @@ impl TtnLwCli {
         }
         // Standard input, output and error stay the terminal's; same process group, so the
         // browser flow and a pasted code reach ttn-lw-cli.
-        let status = scrub_environment(duct::cmd(&self.path, invocation.argv()))
+        let status = scrub_environment(duct::cmd(&self.path, self.argv_for(invocation)))
             .unchecked()
             .run()
             .with_context(|| format!("could not start `{rendered}`"))?
@@ -311,6 +396,47 @@ fn scrub_environment(mut expression: duct::Expression) -> duct::Expression {
         expression = expression.env(key, value);
     }
     expression
+}
+
+/// Whether a binary is the `ttn-lw-stack` snap: its command name, a path under `/snap/`, or a
+/// symlink (chain) to one of them or to `/usr/bin/snap` (how `/snap/bin` commands and
+/// `snap alias` names are made).
+pub fn is_snap(path: &Path) -> bool {
+    let mut current = path.to_path_buf();
+    for _ in 0..8 {
+        let named_snap = current.file_name().is_some_and(|name| name == SNAP_COMMAND);
+        if named_snap || current.starts_with("/snap/") || current == Path::new("/usr/bin/snap") {
+            return true;
+        }
+        let Ok(target) = std::fs::read_link(&current) else {
+            return false;
+        };
+        current = match current.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    false
+}
+
+/// Writes a file readable only by its owner.
+fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content)
+}
+
+/// FNV-1a: a short, stable name for a profile's copy.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// POSIX shell quoting of one word.

@@ -254,8 +254,8 @@ impl fmt::Display for ExportProblem {
             ExportProblem::ServerErrors { lines } => write!(
                 f,
                 "ttn-lw-cli could not read the whole device ({}); the export is incomplete. Check \
-                 that the source login has the right to read device keys \
-                 (RIGHT_APPLICATION_DEVICES_READ_KEYS) and retry",
+                 that the source login may read device keys and sessions \
+                 (RIGHT_APPLICATION_DEVICES_READ_KEYS, RIGHT_APPLICATION_TRAFFIC_READ) and retry",
                 lines.join("; ")
             ),
             ExportProblem::NoSession { mode: ActivationMode::Otaa } => write!(

@@ -436,6 +436,8 @@ fn inherited_ttn_lw_variables_never_reach_ttn_lw_cli() {
         assert_eq!(
             seen,
             [
+                "TTN_LW_LOG_FORMAT=console",
+                "TTN_LW_LOG_LEVEL=info",
                 "TTN_LW_SKIP_VERSION_CHECK=true",
                 "TTN_LW_TELEMETRY_ENABLE=false"
             ],

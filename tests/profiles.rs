@@ -154,7 +154,7 @@ fn a_missing_ttn_lw_cli_names_every_place_looked() {
         .env("PATH", "/nonexistent")
         .run()
         .failure()
-        .stderr_has("--ttn-lw-cli, the TTN_LW_CLI environment variable, and for `ttn-lw-cli` and `tti-lw-cli` on PATH")
+        .stderr_has("--ttn-lw-cli, the TTN_LW_CLI environment variable, and for `ttn-lw-cli`, `tti-lw-cli` and `ttn-lw-stack.ttn-lw-cli` (the snap) on PATH")
         .stderr_has("Install The Things Stack CLI")
         .clean_errors();
     env.cmd()

@@ -151,12 +151,15 @@ fn matrix_case(step: Step, kind: FaultKind) {
     let seeded = env.seed_ce("otaa-eu1", "dev-1");
     let (command, deployment, nth) = call_of(step);
     if let Step::Verify = step {
+        // The create's answer is lost the way the real CLI reports it: a gRPC Unavailable
+        // status without details (real-cli-audit.md E6).
+        let lost = ttn_lw_cli_double::errors::defs::connection_lost();
         env.state.add_fault(
             Fault::error_after_effect(
                 "end-devices create",
-                "pkg/rpcclient",
-                "unavailable",
-                "connection error: desc = \"transport: connection reset by peer\"",
+                &lost.namespace,
+                &lost.name,
+                &lost.message,
             )
             .on(CLOUD)
             .nth(1),
@@ -663,9 +666,9 @@ fn a_lost_create_answer_then_a_not_found_read_back_keeps_the_device_on_the_targe
     env.state.add_fault(
         Fault::error_after_effect(
             "end-devices create",
-            "pkg/rpcclient",
-            "unavailable",
-            "connection error: desc = \"transport: connection reset by peer\"",
+            "unknown",
+            "unknown",
+            "error reading from server: EOF",
         )
         .on(CLOUD)
         .nth(1),

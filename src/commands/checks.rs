@@ -33,6 +33,13 @@ pub fn before_first_delete(
             println!("{}  # ran: {what}", cli.render(invocation));
         }
     };
+    if let Some(problem) = cli
+        .version()
+        .ok()
+        .and_then(|version| doctor::unsupported_by(version, migration))
+    {
+        bail!("{problem}");
+    }
     if !args.skip_checks {
         let checkup = doctor::before_migration(cli, migration, &mut ran);
         if !checkup.problems().is_empty() {

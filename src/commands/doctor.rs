@@ -47,14 +47,17 @@ pub fn doctor(context: &Context, args: &DoctorArgs) -> Result<bool> {
             checkup.skipped(&what, because);
             continue;
         };
-        let works = checkup.login(cli, side, profile);
-        match application {
-            Some(app) if works => checkup.application(cli, side, profile, app),
-            Some(app) => checkup.skipped(
+        let auth = checkup.login(cli, side, profile);
+        match (application, auth) {
+            (Some(app), Some(auth)) => {
+                checkup.scope(side, profile, &auth, app);
+                checkup.application(cli, side, profile, app);
+            }
+            (Some(app), None) => checkup.skipped(
                 &format!("application `{app}` on the {}", side.name()),
                 "needs a working login",
             ),
-            None => {}
+            (None, _) => {}
         }
     }
     checkup.environment(std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()));

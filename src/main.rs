@@ -9,6 +9,7 @@ mod commands;
 mod devaddr;
 mod device;
 mod doctor;
+mod gateways;
 mod interrupt;
 mod journal;
 mod output;
@@ -19,6 +20,7 @@ mod runner;
 mod selection;
 mod style;
 mod ttn_lw_cli;
+mod watch;
 // Read by the runner's detection call once it is rewritten (issue 9); tested on its own now.
 #[allow(dead_code)]
 mod whole_device;

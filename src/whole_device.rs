@@ -29,7 +29,7 @@
 //! `mac_settings_profile_ids` (3.34) is read only to refuse the device: the profile belongs to
 //! the source application and cannot be carried.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::device::ActivationMode;
 use crate::ttn_lw_cli::Version;
@@ -240,7 +240,7 @@ pub fn describe(detected: &Value, mode: ActivationMode) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     /// The Class C fixture, as the detection `get` of 3.32.1 answers it.
     fn detected_class_c() -> Value {

@@ -122,6 +122,44 @@ pub fn poll(
     Ok(seen)
 }
 
+/// Up to this many watched devices, the gateway that heard each device on the target is read
+/// once it is heard: one `get --mac-state.recent-uplinks` per device, never repeated. A canary
+/// or a small batch gets the gateway on its line; a fleet keeps to the paged polls.
+pub const GATEWAY_DETAIL_LIMIT: usize = 100;
+
+/// The gateways of the newest uplink of a device on the target (one call, no keys).
+pub fn heard_by(
+    cli: &TtnLwCli,
+    target: &Path,
+    application_id: &str,
+    device_id: &str,
+) -> Option<String> {
+    let get = Invocation::new(
+        target,
+        [
+            "end-devices",
+            "get",
+            "--application-id",
+            application_id,
+            "--device-id",
+            device_id,
+            "--mac-state.recent-uplinks",
+        ],
+    );
+    let output = cli.run(&get).ok()?;
+    let doc: Value = serde_json::from_slice(&output.stdout).ok()?;
+    let newest = doc
+        .pointer("/mac_state/recent_uplinks")?
+        .as_array()?
+        .last()?
+        .clone();
+    let device = DeviceGateways::of(
+        device_id,
+        &serde_json::json!({"mac_state": {"recent_uplinks": [newest]}}),
+    );
+    (!device.gateways.is_empty() || device.packet_broker).then(|| device.heard_on_source())
+}
+
 /// Where a watched device stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -141,6 +179,9 @@ pub struct DeviceWatch {
     pub status: Status,
     pub imported_at: Option<String>,
     pub last_seen_at: Option<String>,
+    /// The gateways of its newest uplink on the target, when read (see [`GATEWAY_DETAIL_LIMIT`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heard_by: Option<String>,
     /// The gateways that last heard it on the source.
     pub source_gateways: DeviceGateways,
 }
@@ -174,6 +215,7 @@ pub fn statuses(watched: &[Watched], seen: &BTreeMap<String, Seen>) -> Vec<Devic
                 status,
                 imported_at: on_target.map(|s| s.created_at.clone()),
                 last_seen_at: on_target.and_then(|s| s.last_seen_at.clone()),
+                heard_by: None,
                 source_gateways: device.source.clone(),
             }
         })
@@ -194,9 +236,14 @@ pub fn count(results: &[DeviceWatch]) -> (usize, usize) {
 pub fn line(result: &DeviceWatch) -> String {
     match result.status {
         Status::Heard => format!(
-            "{}  heard   {}",
+            "{}  heard   {}{}",
             result.device_id,
-            result.last_seen_at.as_deref().unwrap_or("-")
+            result.last_seen_at.as_deref().unwrap_or("-"),
+            result
+                .heard_by
+                .as_deref()
+                .map(|g| format!(" by {g}"))
+                .unwrap_or_default()
         ),
         Status::Silent => format!(
             "{}  silent  since its import at {}; last heard on the source by {}",

@@ -166,8 +166,10 @@ fn watch_reports_the_devices_heard_on_the_target_and_the_silent_ones() {
         .stdout_has("2 of 3 heard on the target; 1 silent after 3s.");
     let last_seen = env.on_cloud("dev-1").unwrap()["last_seen_at"].clone();
     assert!(
-        run.stdout
-            .contains(&format!("dev-1  heard   {}", last_seen.as_str().unwrap())),
+        run.stdout.contains(&format!(
+            "dev-1  heard   {} by gw-moved (58A0CBFFFE800101)\n",
+            last_seen.as_str().unwrap()
+        )),
         "{run:#?}"
     );
     let report: Value =
@@ -180,6 +182,7 @@ fn watch_reports_the_devices_heard_on_the_target_and_the_silent_ones() {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["heard", "silent", "heard"]);
+    assert_eq!(report[2]["heard_by"], "gw-moved (58A0CBFFFE800101)");
     assert_eq!(
         report[1]["source_gateways"]["gateways"][0]["eui"],
         CE_ONLY_EUI

@@ -8,7 +8,10 @@ use anyhow::{bail, Result};
 use super::Context;
 use crate::cli::WatchArgs;
 use crate::journal::{write_durably, WorkDir};
-use crate::watch::{count, line, migrated_devices, poll, statuses, DeviceWatch, Status, Watched};
+use crate::watch::{
+    count, heard_by, line, migrated_devices, poll, statuses, DeviceWatch, Status, Watched,
+    GATEWAY_DETAIL_LIMIT,
+};
 
 /// True when every watched device was heard.
 pub fn watch(context: &Context, args: &WatchArgs) -> Result<bool> {
@@ -24,9 +27,14 @@ pub fn watch(context: &Context, args: &WatchArgs) -> Result<bool> {
     let cli = context.ttn_lw_cli(None)?;
     let target = &manifest.target.path;
     let app = &manifest.target_application_id;
-    let results = watch_devices(&watched, args, context.cli.quiet, |ran| {
+    let mut results = watch_devices(&watched, args, context.cli.quiet, |ran| {
         poll(&cli, target, app, args.page_size as usize, ran)
     })?;
+    if watched.len() <= GATEWAY_DETAIL_LIMIT {
+        for result in results.iter_mut().filter(|r| r.status == Status::Heard) {
+            result.heard_by = heard_by(&cli, target, app, &result.device_id);
+        }
+    }
 
     for result in &results {
         println!("{}", line(result));

@@ -215,6 +215,22 @@ pub struct GatewayRow {
     pub target: TargetState,
 }
 
+impl GatewayRow {
+    /// The state on the target, with the target's gateway ID when it differs from the source's.
+    fn target_cell(&self) -> String {
+        let state = self.target.describe();
+        match &self.target {
+            TargetState::Connected { gateway_id }
+            | TargetState::RegisteredNotConnected { gateway_id }
+                if self.gateway.id.as_ref() != Some(gateway_id) =>
+            {
+                format!("{state} (as {gateway_id})")
+            }
+            _ => state,
+        }
+    }
+}
+
 /// Why a device is not heard by any connected target gateway.
 #[derive(Debug, Clone, Serialize)]
 pub struct Unheard {
@@ -316,7 +332,7 @@ impl Summary {
                 row.gateway.id.clone().unwrap_or_else(|| "-".into()),
                 row.gateway.eui.clone().unwrap_or_else(|| "-".into()),
                 devices_cell(&row.devices),
-                row.target.describe(),
+                row.target_cell(),
             ]);
         }
         let widths: Vec<usize> = (0..3)
@@ -460,7 +476,7 @@ mod tests {
             asked.push(g.key());
             if g.key() == "AA00000000000001" {
                 TargetState::Connected {
-                    gateway_id: "gw-cloud".into(),
+                    gateway_id: "gw-cloud-2".into(),
                 }
             } else {
                 TargetState::NotRegistered

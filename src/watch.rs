@@ -232,12 +232,12 @@ pub fn count(results: &[DeviceWatch]) -> (usize, usize) {
     (heard, on_target)
 }
 
-/// The line of one device.
-pub fn line(result: &DeviceWatch) -> String {
+/// The line of one device, its ID padded to `width`.
+pub fn line(result: &DeviceWatch, width: usize) -> String {
+    let id = format!("{:width$}", result.device_id);
     match result.status {
         Status::Heard => format!(
-            "{}  heard   {}{}",
-            result.device_id,
+            "{id}  heard   {}{}",
             result.last_seen_at.as_deref().unwrap_or("-"),
             result
                 .heard_by
@@ -246,15 +246,13 @@ pub fn line(result: &DeviceWatch) -> String {
                 .unwrap_or_default()
         ),
         Status::Silent => format!(
-            "{}  silent  since its import at {}; last heard on the source by {}",
-            result.device_id,
+            "{id}  silent  since its import at {}; last heard on the source by {}",
             result.imported_at.as_deref().unwrap_or("-"),
             result.source_gateways.heard_on_source()
         ),
-        Status::NotOnTarget => format!(
-            "{}  not on the target: its migration did not finish here (see `resume`)",
-            result.device_id
-        ),
+        Status::NotOnTarget => {
+            format!("{id}  not on the target: its migration did not finish here (see `resume`)")
+        }
     }
 }
 
@@ -312,9 +310,12 @@ mod tests {
             ]
         );
         assert_eq!(count(&results), (1, 3));
-        assert_eq!(line(&results[0]), "heard  heard   2026-12-01T10:00:05.5Z");
         assert_eq!(
-            line(&results[2]),
+            line(&results[0], 6),
+            "heard   heard   2026-12-01T10:00:05.5Z"
+        );
+        assert_eq!(
+            line(&results[2], 5),
             "never  silent  since its import at 2026-12-01T10:00:00Z; last heard on the source by gw-ce (AA00000000000002)"
         );
     }

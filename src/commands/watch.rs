@@ -36,8 +36,9 @@ pub fn watch(context: &Context, args: &WatchArgs) -> Result<bool> {
         }
     }
 
+    let width = results.iter().map(|r| r.device_id.len()).max().unwrap_or(0);
     for result in &results {
-        println!("{}", line(result));
+        println!("{}", line(result, width));
     }
     let (heard, on_target) = count(&results);
     let silent = on_target - heard;

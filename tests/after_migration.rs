@@ -277,3 +277,18 @@ fn a_poll_of_1000_migrated_devices_costs_at_most_3_calls() {
         polls.len()
     );
 }
+
+#[test]
+fn gateways_does_not_mistake_a_device_of_another_cluster_for_a_silent_one() {
+    let env = Env::new().with_profiles();
+    let mut device = DoubleState::fixture("otaa-nam1");
+    device["ids"]["device_id"] = "far-1".into();
+    device["ids"]["application_ids"]["application_id"] = APP.into();
+    env.state.put_device(CE, &device);
+    env.run(&["gateways", "app-1", "far-1"])
+        .failure()
+        .clean_errors()
+        .stderr_has(
+            "far-1: could not be read: the device is registered on nam1.cloud.thethings.network",
+        );
+}

@@ -6,10 +6,10 @@ use serde_json::{json, Value};
 use super::Context;
 use crate::cli::GatewaysArgs;
 use crate::devaddr::{read_target_prefixes, GatewayCheck};
-use crate::device::validate_id;
+use crate::device::{validate_id, wrong_cluster};
 use crate::gateways::{look_up, DeviceGateways, Summary};
 use crate::selection::list_device_ids;
-use crate::ttn_lw_cli::Invocation;
+use crate::ttn_lw_cli::{Invocation, TtnLwCli};
 
 /// Prints the table (or JSON). False when a device could not be read.
 pub fn gateways(context: &Context, args: &GatewaysArgs) -> Result<bool> {
@@ -47,13 +47,7 @@ pub fn gateways(context: &Context, args: &GatewaysArgs) -> Result<bool> {
                 "--session.dev-addr",
             ],
         );
-        match cli
-            .run(&get)
-            .map_err(|e| anyhow!(e.detail))
-            .and_then(|out| {
-                serde_json::from_slice::<Value>(&out.stdout)
-                    .map_err(|_| anyhow!("ttn-lw-cli printed something that is not JSON"))
-            }) {
+        match read_device(&cli, &get) {
             Ok(doc) => {
                 let dev_addr = doc
                     .pointer("/session/dev_addr")
@@ -103,6 +97,18 @@ pub fn gateways(context: &Context, args: &GatewaysArgs) -> Result<bool> {
         }
     }
     Ok(unreadable.is_empty())
+}
+
+/// The device's answer; a device on another cluster is an error, not one without uplinks
+/// (ttn-lw-cli leaves out its MAC state).
+fn read_device(cli: &TtnLwCli, get: &Invocation) -> Result<Value> {
+    let output = cli.run(get).map_err(|e| anyhow!(e.detail))?;
+    let doc = serde_json::from_slice::<Value>(&output.stdout)
+        .map_err(|_| anyhow!("ttn-lw-cli printed something that is not JSON"))?;
+    match wrong_cluster(&doc, &output.stderr) {
+        Some(problem) => Err(anyhow!("{problem}")),
+        None => Ok(doc),
+    }
 }
 
 fn plural(n: usize, what: &str) -> String {

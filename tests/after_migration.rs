@@ -292,3 +292,21 @@ fn gateways_does_not_mistake_a_device_of_another_cluster_for_a_silent_one() {
             "far-1: could not be read: the device is registered on nam1.cloud.thethings.network",
         );
 }
+
+#[test]
+fn watch_needs_a_ttn_lw_cli_that_lists_last_seen_at() {
+    let env = Env::new().with_profiles();
+    migrate_all(&env, 1);
+    env.state.set_version("3.18.2");
+    env.run(&["watch", "w"])
+        .failure()
+        .clean_errors()
+        .stderr_has("ttn-lw-cli 3.18.2 cannot list when devices were last seen (`end-devices list --last-seen-at` came with 3.19.0)");
+    assert!(
+        !env.state
+            .calls()
+            .iter()
+            .any(|c| c.argv.contains(&"--last-seen-at".to_string())),
+        "nothing was asked of the older CLI"
+    );
+}

@@ -7,7 +7,7 @@ use super::Context;
 use crate::cli::GatewaysArgs;
 use crate::devaddr::{read_target_prefixes, GatewayCheck};
 use crate::device::{validate_id, wrong_cluster};
-use crate::gateways::{look_up, DeviceGateways, Summary};
+use crate::gateways::{look_up, DeviceGateways, Summary, SELECT_FLAG};
 use crate::selection::list_device_ids;
 use crate::ttn_lw_cli::{Invocation, TtnLwCli};
 
@@ -43,7 +43,7 @@ pub fn gateways(context: &Context, args: &GatewaysArgs) -> Result<bool> {
                 app,
                 "--device-id",
                 device,
-                "--mac-state.recent-uplinks",
+                SELECT_FLAG,
                 "--session.dev-addr",
             ],
         );

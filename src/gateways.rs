@@ -170,26 +170,10 @@ impl TargetState {
 /// Looks a gateway up on the target: by EUI where known, else by ID (one `gateways get`), then
 /// its connection (one `gateways get-connection-stats`). Read-only.
 pub fn look_up(cli: &TtnLwCli, target: &Path, gateway: &Gateway) -> TargetState {
-    let get = match (&gateway.eui, &gateway.id) {
-        (Some(eui), _) => Invocation::new(target, ["gateways", "get", "--gateway-eui", eui]),
-        (None, Some(id)) => Invocation::new(target, ["gateways", "get", id]),
-        (None, None) => return TargetState::NotRegistered,
-    };
-    let gateway_id = match cli.run(&get) {
-        Ok(output) => serde_json::from_slice::<Value>(&output.stdout)
-            .ok()
-            .and_then(|doc| {
-                doc.pointer("/ids/gateway_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            }),
-        Err(e) if error_name(&e).is_some_and(|n| n.starts_with("gateway_not_found")) => {
-            return TargetState::NotRegistered
-        }
-        Err(e) => return TargetState::Unknown(e.detail),
-    };
-    let Some(gateway_id) = gateway_id else {
-        return TargetState::Unknown("ttn-lw-cli printed a gateway without an ID".into());
+    let gateway_id = match registered_id(cli, target, gateway) {
+        Ok(Some(id)) => id,
+        Ok(None) => return TargetState::NotRegistered,
+        Err(state) => return state,
     };
     let stats = Invocation::new(
         target,
@@ -206,6 +190,53 @@ pub fn look_up(cli: &TtnLwCli, target: &Path, gateway: &Gateway) -> TargetState 
             _ => TargetState::Unknown(format!("registered as {gateway_id}; {}", e.detail)),
         },
     }
+}
+
+/// The gateway's ID on the target: by EUI where recorded; by ID when there is no EUI, or when
+/// the EUI is not registered but a gateway with the same ID and no EUI is (an ID alone is not
+/// proof: a gateway with the same ID and another EUI is another gateway).
+fn registered_id(
+    cli: &TtnLwCli,
+    target: &Path,
+    gateway: &Gateway,
+) -> Result<Option<String>, TargetState> {
+    let by_eui = gateway
+        .eui
+        .as_ref()
+        .map(|eui| Invocation::new(target, ["gateways", "get", "--gateway-eui", eui]));
+    let by_id = gateway
+        .id
+        .as_ref()
+        .map(|id| Invocation::new(target, ["gateways", "get", id]));
+    for get in [by_eui, by_id].into_iter().flatten() {
+        match cli.run(&get) {
+            Ok(output) => {
+                let doc: Value = serde_json::from_slice(&output.stdout).map_err(|_| {
+                    TargetState::Unknown("ttn-lw-cli printed a gateway that is not JSON".into())
+                })?;
+                let text = |pointer: &str| {
+                    doc.pointer(pointer)
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                let registered_eui = text("/ids/eui");
+                if let (Some(ours), Some(theirs)) = (&gateway.eui, &registered_eui) {
+                    if !ours.eq_ignore_ascii_case(theirs) {
+                        return Err(TargetState::Unknown(format!(
+                            "the target's gateway {} has another EUI ({theirs})",
+                            text("/ids/gateway_id").unwrap_or_default()
+                        )));
+                    }
+                }
+                return text("/ids/gateway_id").map(Some).ok_or_else(|| {
+                    TargetState::Unknown("ttn-lw-cli printed a gateway without an ID".into())
+                });
+            }
+            Err(e) if error_name(&e).is_some_and(|n| n.starts_with("gateway_not_found")) => {}
+            Err(e) => return Err(TargetState::Unknown(e.detail)),
+        }
+    }
+    Ok(None)
 }
 
 fn error_name(e: &crate::ttn_lw_cli::CliError) -> Option<String> {

@@ -310,3 +310,32 @@ fn watch_needs_a_ttn_lw_cli_that_lists_last_seen_at() {
         "nothing was asked of the older CLI"
     );
 }
+
+#[test]
+fn a_gateway_registered_on_the_target_without_its_eui_is_found_by_id_and_another_eui_is_not_it() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 2);
+    env.state
+        .put_gateway(CLOUD, &Gateway::new("gw-barn").connected());
+    env.state.put_gateway(
+        CLOUD,
+        &Gateway::new("gw-ce").eui("0102030405060708").connected(),
+    );
+    uplink(
+        &env,
+        CE,
+        "dev-1",
+        &[Receiver::gateway("gw-barn", Some(MOVED_EUI))],
+    );
+    uplink(
+        &env,
+        CE,
+        "dev-2",
+        &[Receiver::gateway("gw-ce", Some(CE_ONLY_EUI))],
+    );
+    env.run(&["gateways", "app-1"])
+        .success()
+        .stdout_has("gw-barn  58A0CBFFFE800101  dev-1    connected\n")
+        .stdout_has("gw-ce    58A0CBFFFE800202  dev-2    unknown: the target's gateway gw-ce has another EUI (0102030405060708)\n")
+        .stdout_has("  dev-2  its gateways are not connected to the target");
+}

@@ -313,6 +313,28 @@ mod tests {
     }
 
     #[test]
+    fn a_lorawan_1_1_device_carries_its_join_nonces() {
+        let stored: Value =
+            serde_json::from_str(include_str!("../fixtures/devices/otaa-1.1.json")).unwrap();
+        // As the detection `get` answers: JS fields, and the JS address the IS holds.
+        let detected = json!({
+            "join_server_address": stored["join_server_address"],
+            "last_dev_nonce": stored["last_dev_nonce"],
+            "used_dev_nonces": stored["used_dev_nonces"],
+            "last_join_nonce": stored["last_join_nonce"],
+        });
+        let mut import = json!({"ids": {"device_id": "otaa-1-1"}, "lorawan_version": "MAC_V1_1"});
+        merge_into_import(&mut import, &detected, ActivationMode::Otaa);
+        assert_eq!(import["last_dev_nonce"], 12);
+        assert_eq!(import["used_dev_nonces"], json!([10, 11, 12]));
+        assert_eq!(import["last_join_nonce"], 5);
+        assert_eq!(
+            JoinState::of(&detected, "", ActivationMode::Otaa),
+            JoinState::Carried
+        );
+    }
+
+    #[test]
     fn an_abp_device_gets_no_join_state() {
         let detected = detected_class_c();
         let mut import = json!({"ids": {"device_id": "x"}});

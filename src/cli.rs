@@ -382,8 +382,8 @@ pub struct GatewaysArgs {
     after_help = "Polls the target application with `end-devices list --last-seen-at` (a few
 paged calls per poll, never one per device; no keys are read) until every device this work
 directory migrated has sent an uplink after its import, or the timeout passes. Then prints one
-line per device: heard (with the time), or silent (with the gateways that last heard it on the
-source). Exits 0 when every device was heard, 1 otherwise.
+line per device: heard (with the time, and for up to 100 devices the gateway), or silent (with
+the gateways that last heard it on the source). Exits 0 when every device was heard, 1 otherwise.
 
 Examples:
   ttn-session-migrate watch ./ttn-migrate-20261124T101500

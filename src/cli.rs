@@ -1,11 +1,12 @@
 //! The command line, parsed once into typed options.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Shown at the end of `--help` of the tool and of every sub-command.
-const ENVIRONMENT: &str = "Environment:
+pub const ENVIRONMENT: &str = "Environment:
   TTN_LW_CLI                     path of ttn-lw-cli (else ttn-lw-cli, then tti-lw-cli, on PATH)
   TTN_SESSION_MIGRATE_PROFILES   directory of the profiles
   NO_COLOR                       no colour in the output
@@ -13,6 +14,17 @@ const ENVIRONMENT: &str = "Environment:
 
 /// The help heading of the options every sub-command takes.
 const GLOBAL: &str = "Global options";
+/// The help headings of `migrate`'s options.
+const SELECTION: &str = "Selection options";
+const SAFETY: &str = "Safety options";
+const BATCH: &str = "Batch options";
+const CALLS: &str = "Call options";
+
+/// Limits of the options, shown in `--help` and enforced by the parser.
+pub const MAX_JOBS: u32 = 64;
+pub const MAX_RETRIES: u32 = 10;
+const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+const RETRY_DELAY_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(30));
 
 /// Parses the command line (exits with clap's message on bad input).
 pub fn parse() -> Cli {
@@ -56,6 +68,7 @@ pub struct Cli {
         long,
         value_name = "DIR",
         env = "TTN_SESSION_MIGRATE_PROFILES",
+        hide_env_values = true,
         global = true,
         help_heading = GLOBAL
     )]
@@ -115,79 +128,80 @@ pub struct MigrateArgs {
     pub devices: Vec<String>,
 
     /// Every device of the source application
-    #[arg(long)]
+    #[arg(long, help_heading = SELECTION)]
     pub all: bool,
 
     /// Read device IDs from FILE, one per line (`-`: standard input; `#` starts a comment)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = SELECTION)]
     pub devices_file: Option<PathBuf>,
 
     /// Leave this device out (repeatable)
-    #[arg(long, value_name = "DEVICE_ID")]
+    #[arg(long, value_name = "DEVICE_ID", help_heading = SELECTION)]
     pub exclude: Vec<String>,
 
     /// Source profile name, or path of a ttn-lw-cli config file
-    #[arg(long, value_name = "PROFILE|FILE", default_value = "ce")]
+    #[arg(long, value_name = "PROFILE|FILE", default_value = "ce", help_heading = SELECTION)]
     pub from: String,
 
-    /// Target profile name, or path of a ttn-lw-cli config file
-    #[arg(long, value_name = "PROFILE|FILE", default_value = "cloud")]
+    /// Target profile name, or path of a ttn-lw-cli config file (the source's, for a move
+    /// between applications of one deployment)
+    #[arg(long, value_name = "PROFILE|FILE", default_value = "cloud", help_heading = SELECTION)]
     pub to: String,
 
     /// Application ID on the target [default: the source application ID]
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", help_heading = SELECTION)]
     pub to_application: Option<String>,
 
     /// The devices are OTAA: skip detecting the activation mode
-    #[arg(long)]
+    #[arg(long, help_heading = SELECTION)]
     pub otaa: bool,
 
     /// The devices are ABP: skip detecting the activation mode
-    #[arg(long)]
+    #[arg(long, help_heading = SELECTION)]
     pub abp: bool,
 
     /// Print every command instead of changing anything (read-only commands still run)
-    #[arg(long)]
+    #[arg(long, help_heading = SAFETY)]
     pub dry_run: bool,
 
     /// Do not ask for confirmation before deleting devices from the source
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = SAFETY)]
     pub yes: bool,
 
     /// Skip the `doctor` checks before the first delete
-    #[arg(long)]
+    #[arg(long, help_heading = SAFETY)]
     pub skip_checks: bool,
 
     /// The gateways that hear these devices are on the target already: no DevAddr warning
-    #[arg(long)]
+    #[arg(long, help_heading = SAFETY)]
     pub gateways_migrated: bool,
 
     /// Where exports and journals are kept [default: ./ttn-migrate-<timestamp>]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = SAFETY)]
     pub work_dir: Option<PathBuf>,
 
     /// Leave a device whose import failed off the source (fix the target, then `resume`)
-    #[arg(long)]
+    #[arg(long, help_heading = SAFETY)]
     pub no_rollback: bool,
 
     /// Turn off downlinks on the source before the export (unverified end to end)
-    #[arg(long)]
+    #[arg(long, help_heading = SAFETY)]
     pub freeze_downlinks: bool,
 
-    /// Devices migrated at once
-    #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Devices migrated at once, 1 to 64
+    #[arg(short, long, value_name = "N", default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_JOBS as i64), help_heading = BATCH)]
     pub jobs: u32,
 
     /// Start no further device after the first failure (devices in flight finish)
-    #[arg(long)]
+    #[arg(long, help_heading = BATCH)]
     pub fail_fast: bool,
 
     /// Write the result of every device to FILE as JSON (never keys)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = BATCH)]
     pub report: Option<PathBuf>,
 
     /// Devices per `end-devices list` page
-    #[arg(long, value_name = "N", default_value_t = 1000, hide = true, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(long, value_name = "N", default_value_t = 1000, hide = true, help_heading = BATCH, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub page_size: u64,
 
     #[command(flatten)]
@@ -197,17 +211,60 @@ pub struct MigrateArgs {
 /// How ttn-lw-cli calls are made.
 #[derive(Debug, Clone, Args)]
 pub struct CallOptions {
-    /// Seconds before a ttn-lw-cli call that does not answer is stopped
-    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: u64,
+    /// How long a ttn-lw-cli call may take before it is stopped: `90s`, `2m`, or plain seconds;
+    /// 1s to 1h
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = timeout, help_heading = CALLS)]
+    pub timeout: Duration,
 
-    /// Retries of a transient failure (unavailable, rate limited, timeout)
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// Retries of a transient failure (unavailable, rate limited, timeout), 0 to 10
+    #[arg(long, value_name = "N", default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=MAX_RETRIES as i64), help_heading = CALLS)]
     pub retries: u32,
 
-    /// First retry delay in milliseconds; it doubles up to 30 s
-    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
-    pub retry_delay_ms: u64,
+    /// First retry delay (`500ms`, `2s`); it doubles up to 30s
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = retry_delay, help_heading = CALLS)]
+    pub retry_delay: Duration,
+
+    /// The first retry delay in milliseconds (before --retry-delay took durations)
+    #[arg(long, value_name = "MS", hide = true, conflicts_with = "retry_delay", value_parser = clap::value_parser!(u64).range(1..=30_000))]
+    pub retry_delay_ms: Option<u64>,
+}
+
+impl CallOptions {
+    pub fn first_retry_delay(&self) -> Duration {
+        self.retry_delay_ms
+            .map_or(self.retry_delay, Duration::from_millis)
+    }
+}
+
+fn timeout(text: &str) -> Result<Duration, String> {
+    duration_within(text, TIMEOUT_RANGE)
+}
+
+fn retry_delay(text: &str) -> Result<Duration, String> {
+    duration_within(text, RETRY_DELAY_RANGE)
+}
+
+/// A duration as `90s`, `2m`, `1m30s`, `500ms`, or plain seconds (`120`), within `(min, max)`.
+fn duration_within(text: &str, (min, max): (Duration, Duration)) -> Result<Duration, String> {
+    let text = text.trim();
+    let duration = if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+        text.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{text} seconds is too long"))?
+    } else {
+        humantime::parse_duration(text).map_err(|_| {
+            "expected a duration such as 90s, 2m or 1m30s, or plain seconds".to_string()
+        })?
+    };
+    if duration < min || duration > max {
+        return Err(format!(
+            "{} is not between {} and {}",
+            humantime::format_duration(duration),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(duration)
 }
 
 /// Continue an interrupted or failed migration from its work directory.
@@ -219,8 +276,8 @@ pub struct ResumeArgs {
     #[arg(value_name = "WORK_DIR")]
     pub work_dir: PathBuf,
 
-    /// Devices continued at once
-    #[arg(short, long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Devices continued at once, 1 to 64
+    #[arg(short, long, value_name = "N", default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_JOBS as i64))]
     pub jobs: u32,
 
     /// Leave a device whose import failed off the source
@@ -282,7 +339,11 @@ pub enum ProfileCommand {
         config: Option<PathBuf>,
     },
     /// List the profiles
-    List,
+    List {
+        /// Print them as a JSON array on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a profile's file and deployment
     Show { name: String },
     /// Remove a profile (its login stays in ttn-lw-cli's cache)
@@ -292,9 +353,14 @@ pub enum ProfileCommand {
 /// Log ttn-lw-cli in to a profile's deployment (OAuth in the browser, or an API key).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
+  ttn-session-migrate login cloud --api-key -     # paste the key: it stays out of the shell history
   ttn-session-migrate login ce
-  ttn-session-migrate login cloud --api-key NNSXS.XXXX
-  The API keys need the application rights to read and write devices and their keys.")]
+  ttn-session-migrate login ce --no-callback      # OAuth on a machine without a browser
+
+A new API key is checked with the deployment before it is stored; a key that does not work
+never replaces the profile's login. API keys need these rights on the application:
+RIGHT_APPLICATION_INFO, RIGHT_APPLICATION_DEVICES_READ, RIGHT_APPLICATION_DEVICES_WRITE,
+RIGHT_APPLICATION_DEVICES_READ_KEYS and RIGHT_APPLICATION_DEVICES_WRITE_KEYS.")]
 pub struct LoginArgs {
     /// Profile name, or path of a ttn-lw-cli config file
     pub profile: String,
@@ -318,6 +384,7 @@ deletes anything (unless --skip-checks).
 Examples:
   ttn-session-migrate doctor
   ttn-session-migrate doctor --application-id my-app
+  ttn-session-migrate doctor --application-id my-app --json | jq '.checks[] | select(.status == \"problem\")'
   ttn-session-migrate doctor --from ce --to cloud --application-id my-app --to-application my-new-app"
 )]
 pub struct DoctorArgs {
@@ -336,6 +403,10 @@ pub struct DoctorArgs {
     /// Application ID on the target [default: --application-id]
     #[arg(long, value_name = "ID", requires = "application_id")]
     pub to_application: Option<String>,
+
+    /// Print the checks as one JSON object on stdout (status: ok, warning, problem, skipped)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which gateways the devices need, and whether the target has them (read-only).
@@ -423,13 +494,13 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// Print the man page (roff).
+/// Print the man page (roff): every sub-command with its options.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   ttn-session-migrate man > ttn-session-migrate.1 && man ./ttn-session-migrate.1
-  sudo ttn-session-migrate man --out-dir /usr/local/share/man/man1")]
+  sudo \"$(command -v ttn-session-migrate)\" man --out-dir /usr/local/share/man/man1")]
 pub struct ManArgs {
-    /// Write ttn-session-migrate.1 and one page per sub-command into DIR instead
+    /// Write ttn-session-migrate.1 (the whole page) and one page per sub-command into DIR instead
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 }

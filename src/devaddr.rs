@@ -87,6 +87,17 @@ impl fmt::Display for Prefix {
 }
 
 /// The block The Things Network Community Edition assigns DevAddrs from on a cluster.
+/// Whether the source and the target are one network (the same Network Server), as in a move
+/// between two applications of one deployment: the DevAddr stays where it is routed, so the
+/// gateways need not move.
+pub fn same_network(source: &Profile, target: &Profile) -> bool {
+    source.path == target.path
+        || source
+            .config
+            .network_server_host()
+            .is_some_and(|host| Some(host) == target.config.network_server_host())
+}
+
 pub fn community_edition_block(cluster: &str) -> Option<Prefix> {
     let block = match cluster {
         "eu1" => "260B0000/16",

@@ -126,6 +126,15 @@ impl DeviceExport {
                 lines: errors.iter().map(|l| l.replace('\t', " ")).collect(),
             });
         }
+        // `--otaa`/`--abp` skip the detection: an export that says otherwise (it carries
+        // `supports_join`, absent when false) would name the wrong keys as missing.
+        let actual = ActivationMode::of(doc);
+        if actual != mode {
+            return Err(ExportProblem::WrongMode {
+                given: mode,
+                actual,
+            });
+        }
         if at(doc, "session").is_none() {
             return Err(ExportProblem::NoSession { mode });
         }
@@ -190,11 +199,24 @@ pub fn wrong_cluster(doc: &Value, stderr: &str) -> Option<ExportProblem> {
 /// Why an export cannot be migrated. Each names what is missing and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportProblem {
-    WrongCluster { registered: Option<String> },
-    ServerErrors { lines: Vec<String> },
-    NoSession { mode: ActivationMode },
+    WrongCluster {
+        registered: Option<String>,
+    },
+    ServerErrors {
+        lines: Vec<String>,
+    },
+    NoSession {
+        mode: ActivationMode,
+    },
+    /// `--otaa` for an ABP device, or `--abp` for an OTAA one.
+    WrongMode {
+        given: ActivationMode,
+        actual: ActivationMode,
+    },
     EncryptedAppSKey,
-    Missing { fields: Vec<String> },
+    Missing {
+        fields: Vec<String>,
+    },
 }
 
 impl fmt::Display for ExportProblem {
@@ -204,8 +226,25 @@ impl fmt::Display for ExportProblem {
                 f,
                 "the device is registered on {host}, not on the cluster of the source profile, so \
                  ttn-lw-cli left out its session and MAC state. Create a profile for that cluster \
-                 (`ttn-session-migrate profile add <NAME> --host {host}`) and pass it with --from <NAME>"
+                 (`ttn-session-migrate profile add <NAME> --host {host}`) and migrate this device \
+                 in a new migration with --from <NAME> (`resume` keeps this one's source)"
             ),
+            ExportProblem::WrongMode { given, actual } => {
+                let (given_flag, actual_flag) = match given {
+                    ActivationMode::Otaa => ("--otaa", "--abp"),
+                    ActivationMode::Abp => ("--abp", "--otaa"),
+                };
+                let actual = match actual {
+                    ActivationMode::Otaa => "OTAA",
+                    ActivationMode::Abp => "ABP",
+                };
+                write!(
+                    f,
+                    "the device is {actual} on the source, but {given_flag} was given. Migrate it \
+                     in a new migration with {actual_flag}, or with neither to detect the mode \
+                     (`resume` keeps this one's {given_flag})"
+                )
+            }
             ExportProblem::WrongCluster { registered: None } => write!(
                 f,
                 "the device is registered on another cluster than the source profile's, so \
@@ -215,8 +254,8 @@ impl fmt::Display for ExportProblem {
             ExportProblem::ServerErrors { lines } => write!(
                 f,
                 "ttn-lw-cli could not read the whole device ({}); the export is incomplete. Check \
-                 that the source login has the right to read device keys \
-                 (RIGHT_APPLICATION_DEVICES_READ_KEYS) and retry",
+                 that the source login may read device keys and sessions \
+                 (RIGHT_APPLICATION_DEVICES_READ_KEYS, RIGHT_APPLICATION_TRAFFIC_READ) and retry",
                 lines.join("; ")
             ),
             ExportProblem::NoSession { mode: ActivationMode::Otaa } => write!(
@@ -547,6 +586,15 @@ mod tests {
                 ]
             })
         );
+        // The same document validated as ABP: its `supports_join` says OTAA.
+        assert_eq!(
+            export(doc.clone()).validate(ActivationMode::Abp, ""),
+            Err(ExportProblem::WrongMode {
+                given: ActivationMode::Abp,
+                actual: ActivationMode::Otaa
+            })
+        );
+        doc.as_object_mut().unwrap().shift_remove("supports_join");
         assert_eq!(export(doc).validate(ActivationMode::Abp, ""), Ok(()));
         assert!(matches!(
             export(otaa_export()).validate(

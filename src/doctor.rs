@@ -18,12 +18,30 @@ use crate::ttn_lw_cli::{CliError, ErrorKind, Invocation, TtnLwCli, Version, MIN_
 /// fixed in 3.23.0).
 pub const PENDING_STATE_VERSION: Version = Version(3, 23, 0);
 
+/// `--mac-settings.schedule-downlinks` (what `--freeze-downlinks` sets) exists from this version
+/// on (`mac_settings.schedule_downlinks`, api/ttn/lorawan/v3/end_device.proto).
+pub const SCHEDULE_DOWNLINKS_VERSION: Version = Version(3, 21, 0);
+
+/// `end-devices get-dev-addr-prefixes` (the gateway check) exists from this version on.
+pub const DEV_ADDR_PREFIXES_VERSION: Version = Version(3, 21, 2);
+
 pub const INSTALL_URL: &str =
     "https://www.thethingsindustries.com/docs/concepts/features/cli/installing-cli/";
 
-/// The application rights a login needs on both sides: the source is read, its devices deleted
-/// and, on a rollback, re-created; the target's devices are created and read back.
-pub const REQUIRED_RIGHTS: [(&str, &str); 4] = [
+/// The application rights a login needs on both sides: the source is read, exported, its
+/// devices deleted and, on a rollback, re-created; the target's devices are created, read back
+/// and, on a rollback, deleted. `end-devices create` reads the application (INFO, CLI 3.19 and
+/// later), and the Network Server wants TRAFFIC_READ for a `get` of the whole session, which
+/// holds the queued downlinks (real-cli-audit.md D1, D14).
+pub const REQUIRED_RIGHTS: [(&str, &str); 6] = [
+    (
+        "RIGHT_APPLICATION_INFO",
+        "read the application, which `end-devices create` does",
+    ),
+    (
+        "RIGHT_APPLICATION_TRAFFIC_READ",
+        "read sessions: the Network Server asks for it",
+    ),
     ("RIGHT_APPLICATION_DEVICES_READ", "read devices"),
     (
         "RIGHT_APPLICATION_DEVICES_READ_KEYS",
@@ -39,10 +57,18 @@ pub const REQUIRED_RIGHTS: [(&str, &str); 4] = [
     ),
 ];
 
+/// The required rights as one sentence part: `A, B, … and F`.
+pub fn required_rights_text() -> String {
+    let names: Vec<&str> = REQUIRED_RIGHTS.iter().map(|(r, _)| *r).collect();
+    let (last, rest) = names.split_last().expect("rights listed");
+    format!("{} and {last}", rest.join(", "))
+}
+
 /// Rights that include every application right.
 const ALL_RIGHTS: [&str; 2] = ["RIGHT_ALL", "RIGHT_APPLICATION_ALL"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
     Warning,
@@ -62,7 +88,7 @@ impl Status {
 }
 
 /// The result of one check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     pub status: Status,
     pub text: String,
@@ -162,6 +188,18 @@ impl<'a> Checkup<'a> {
         match cli.version() {
             Ok(version) => {
                 self.version(&cli, version);
+                if let Some(shared) = cli.snap_shared_dir() {
+                    self.add(
+                        Status::Ok,
+                        format!(
+                            "ttn-lw-cli is the ttn-lw-stack snap, which cannot open hidden folders of \
+                             your home nor /tmp: it gets copies of the profiles in {} and import \
+                             documents through a pipe",
+                            shared.display()
+                        ),
+                        None,
+                    );
+                }
                 (version >= MIN_VERSION).then_some(cli)
             }
             Err(e) => {
@@ -198,7 +236,8 @@ impl<'a> Checkup<'a> {
                 Status::Warning,
                 format!(
                     "{at}: devices with a pending session or MAC state fail to import before \
-                     {PENDING_STATE_VERSION} (lorawan-stack #5926)"
+                     {PENDING_STATE_VERSION} (lorawan-stack #5926){}",
+                    missing_commands(version)
                 ),
                 upgrade,
             );
@@ -262,9 +301,27 @@ impl<'a> Checkup<'a> {
     }
 
     /// Two profiles that share a `credentials-id` share one login in ttn-lw-cli's cache: logging
-    /// in to one logs the other out.
-    pub fn distinct_logins(&mut self, source: &Profile, target: &Profile) {
+    /// in to one logs the other out. One profile on both sides is a move between two
+    /// applications of one deployment when `applications_differ`.
+    pub fn distinct_logins(
+        &mut self,
+        source: &Profile,
+        target: &Profile,
+        applications_differ: bool,
+    ) {
         let id = |p: &Profile| p.config.credentials_id.clone().unwrap_or_default();
+        if source.path == target.path && applications_differ {
+            self.add(
+                Status::Ok,
+                format!(
+                    "one profile `{}` on both sides: a move between applications of {}",
+                    source.label,
+                    source.deployment()
+                ),
+                None,
+            );
+            return;
+        }
         if source.path == target.path {
             self.add(
                 Status::Warning,
@@ -288,6 +345,15 @@ impl<'a> Checkup<'a> {
                     .as_deref()
                     .unwrap_or_default(),
             );
+            // Two profiles of one host already share the host as their id: name the slot after
+            // the target profile's file instead, so the fix changes something.
+            let host = match host {
+                host if host.is_empty() || host == id(source) => target
+                    .path
+                    .file_stem()
+                    .map_or_else(|| "target".into(), |s| s.to_string_lossy().into_owned()),
+                host => host,
+            };
             self.add(
                 Status::Problem,
                 format!(
@@ -312,8 +378,9 @@ impl<'a> Checkup<'a> {
         }
     }
 
-    /// `auth-info`: the login works, and its rights are enough. Returns whether it works.
-    pub fn login(&mut self, cli: &TtnLwCli, side: Side, profile: &Profile) -> bool {
+    /// `auth-info`: the login works, and its rights are enough. Returns what `auth-info` said
+    /// when the login works.
+    pub fn login(&mut self, cli: &TtnLwCli, side: Side, profile: &Profile) -> Option<AuthInfo> {
         let call = Invocation::new(&profile.path, ["auth-info"]);
         let login = format!("ttn-session-migrate login {}", login_label(profile));
         let output = match cli.run(&call) {
@@ -321,7 +388,7 @@ impl<'a> Checkup<'a> {
             Err(e) => {
                 let (text, fix) = login_failure(&e, side, profile, &login);
                 self.add(Status::Problem, text, Some(fix));
-                return false;
+                return None;
             }
         };
         (self.ran)(&call, "login works");
@@ -343,8 +410,15 @@ impl<'a> Checkup<'a> {
             ),
             None,
         );
+        let auth = AuthInfo {
+            kind,
+            application: info
+                .pointer("/api_key/entity_ids/application_ids/application_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
         let Some(rights) = rights_of(&info) else {
-            return true;
+            return Some(auth);
         };
         let missing: Vec<&(&str, &str)> = REQUIRED_RIGHTS
             .iter()
@@ -366,11 +440,46 @@ impl<'a> Checkup<'a> {
                     "in the Console ({}), add an API key to the application with the rights {}, \
                      then `{login} --api-key <KEY>`",
                     console_url(&profile.deployment()),
-                    REQUIRED_RIGHTS.map(|(r, _)| r).join(", ")
+                    required_rights_text()
                 )),
             );
         }
-        true
+        Some(auth)
+    }
+
+    /// An API key of one application has rights on that application only (`auth-info` names
+    /// its owner in `entity_ids`).
+    pub fn scope(&mut self, side: Side, profile: &Profile, auth: &AuthInfo, app: &str) {
+        let Some(owner) = &auth.application else {
+            return;
+        };
+        if owner == app {
+            self.add(
+                Status::Ok,
+                format!(
+                    "the {} of `{}` belongs to application `{app}`",
+                    auth.kind, profile.label
+                ),
+                None,
+            );
+            return;
+        }
+        self.add(
+            Status::Problem,
+            format!(
+                "the {} of `{}` belongs to application `{owner}`, not `{app}`: it has no rights on `{app}` (the {})",
+                auth.kind,
+                profile.label,
+                side.name()
+            ),
+            Some(format!(
+                "in the Console ({}), add an API key to application `{app}` with the rights {}, \
+                 then `ttn-session-migrate login {} --api-key <KEY>`",
+                console_url(&profile.deployment()),
+                required_rights_text(),
+                login_label(profile)
+            )),
+        );
     }
 
     /// `applications get`: the application is readable on the source, and exists on the target.
@@ -392,24 +501,7 @@ impl<'a> Checkup<'a> {
             Err(e) => {
                 let console = console_url(&profile.deployment());
                 let (text, fix) = match (e.kind, side) {
-                    (ErrorKind::PermissionDenied, _)
-                        if e.error
-                            .as_ref()
-                            .is_some_and(|t| t.name.starts_with("insufficient_")) =>
-                    {
-                        (
-                            format!(
-                                "the login `{}` may not read application `{app}`: it lacks RIGHT_APPLICATION_INFO",
-                                profile.label
-                            ),
-                            format!(
-                                "add RIGHT_APPLICATION_INFO to the API key in the Console ({console}/applications/{app}/api-keys), \
-                                 or log in with a key that has it: `ttn-session-migrate login {} --api-key <KEY>`",
-                                login_label(profile)
-                            ),
-                        )
-                    }
-                    (ErrorKind::PermissionDenied | ErrorKind::NotFound, Side::Source) => (
+                    (ErrorKind::PermissionDenied | ErrorKind::ApplicationNotFound, Side::Source) => (
                         format!(
                             "application `{app}` cannot be read on the source ({}): it does not exist, \
                              or the login `{}` has no rights to it",
@@ -422,7 +514,7 @@ impl<'a> Checkup<'a> {
                             login_label(profile)
                         ),
                     ),
-                    (ErrorKind::PermissionDenied | ErrorKind::NotFound, Side::Target) => (
+                    (ErrorKind::PermissionDenied | ErrorKind::ApplicationNotFound, Side::Target) => (
                         format!(
                             "application `{app}` does not exist on the target ({}), or the login `{}` has no rights to it",
                             profile.deployment(),
@@ -493,7 +585,11 @@ pub fn before_migration<'a>(
     if let Ok(version) = cli.version() {
         checkup.version(cli, version);
     }
-    checkup.distinct_logins(&migration.source, &migration.target);
+    checkup.distinct_logins(
+        &migration.source,
+        &migration.target,
+        migration.application_id != migration.target_application_id,
+    );
     for (side, profile, app) in [
         (Side::Source, &migration.source, &migration.application_id),
         (
@@ -502,12 +598,48 @@ pub fn before_migration<'a>(
             &migration.target_application_id,
         ),
     ] {
-        if checkup.login(cli, side, profile) {
+        if let Some(auth) = checkup.login(cli, side, profile) {
+            checkup.scope(side, profile, &auth, app);
             checkup.application(cli, side, profile, app);
         }
     }
     checkup.environment(std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()));
     checkup
+}
+
+/// What a CLI older than 3.21.2 lacks, as the end of a sentence (empty for newer ones).
+fn missing_commands(version: Version) -> String {
+    let mut missing = Vec::new();
+    if version < SCHEDULE_DOWNLINKS_VERSION {
+        missing.push(format!(
+            "--freeze-downlinks needs {SCHEDULE_DOWNLINKS_VERSION} or newer"
+        ));
+    }
+    if version < DEV_ADDR_PREFIXES_VERSION {
+        missing.push(format!(
+            "the gateway check cannot read the target's DevAddr prefixes before \
+             {DEV_ADDR_PREFIXES_VERSION} (end-devices get-dev-addr-prefixes)"
+        ));
+    }
+    if missing.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", missing.join("; "))
+    }
+}
+
+/// What this migration asks of ttn-lw-cli that its version does not have: checked before the
+/// first delete, also with `--skip-checks` (no call needed, the version is known).
+pub fn unsupported_by(version: Version, migration: &Migration) -> Option<String> {
+    if migration.freeze_downlinks && version < SCHEDULE_DOWNLINKS_VERSION {
+        return Some(format!(
+            "--freeze-downlinks needs ttn-lw-cli {SCHEDULE_DOWNLINKS_VERSION} or newer (its \
+             --mac-settings.schedule-downlinks flag appeared then), and this one is {version}; \
+             nothing was deleted. Install a newer ttn-lw-cli ({INSTALL_URL}), or migrate without \
+             --freeze-downlinks"
+        ));
+    }
+    None
 }
 
 /// The problems as one error message, for `migrate`.
@@ -527,6 +659,15 @@ pub fn refusal(checkup: &Checkup) -> String {
     text
 }
 
+/// What `auth-info` said about a working login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthInfo {
+    /// `API key`, `OAuth` or `login`.
+    pub kind: &'static str,
+    /// The application an application API key belongs to (`None` for user keys and tokens).
+    pub application: Option<String>,
+}
+
 /// What a failed `auth-info` means, and what fixes it.
 fn login_failure(e: &CliError, side: Side, profile: &Profile, login: &str) -> (String, String) {
     let who = format!("{} login `{}`", side.name(), profile.label);
@@ -538,6 +679,20 @@ fn login_failure(e: &CliError, side: Side, profile: &Profile, login: &str) -> (S
                 profile.deployment()
             ),
             format!("{login} --api-key <KEY> (a key that exists in that deployment)"),
+        ),
+        ErrorKind::Unauthenticated if name == "token_not_found" => (
+            format!(
+                "{who}: the OAuth access token is gone (token_not_found): another ttn-lw-cli \
+                 process refreshed it, or it was revoked"
+            ),
+            format!("{login} again; for large batches prefer `{login} --api-key <KEY>`"),
+        ),
+        ErrorKind::Unauthenticated if name == "invalid_authorization" => (
+            format!(
+                "{who}: {} knows the stored API key's ID but not its secret (invalid_authorization)",
+                profile.deployment()
+            ),
+            format!("{login} --api-key <KEY> (the whole key, as the Console showed it)"),
         ),
         ErrorKind::Unauthenticated => (
             format!("{who}: not logged in to {}", profile.deployment()),

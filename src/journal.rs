@@ -2,15 +2,30 @@
 //! durable before the next destructive step, so that a crash at any instant leaves a truthful
 //! record and `resume`/`rollback` know where every device is.
 //!
-//! Layout of a work directory:
+//! Layout of a work directory (directories 0700, files 0600: exports hold keys):
 //! ```text
-//! migration.json            what was asked (profiles, applications, options, devices)
-//! .lock                     held by the run using the directory
-//! <device-id>/journal.json  the steps, oldest first
-//! <device-id>/export.json   stdout of `end-devices get`, unchanged (0600: holds keys)
-//! <device-id>/import.json   the rewritten document given to `end-devices create` (0600)
-//! <device-id>/created.json  what the target printed after the import (0600)
+//! migration.json                what was asked: profiles, applications, options, devices (format 1)
+//! .lock                         held (flock) by the run using the directory
+//! <device-id>/journal.json      {"format": 2, "records": [...]}: the device's records, oldest first
+//! <device-id>/export.json       stdout of the documented `end-devices get`, unchanged
+//! <device-id>/import.json       the rewritten document given to `end-devices create`
+//! <device-id>/created.json      what the target printed after the import (verified against)
+//! <device-id>/rollback.json     the export rewritten for the source, for a rollback's re-create
 //! ```
+//! A later attempt numbers its files: `export.2.json` with `import.2.json` (after a new export),
+//! `created.2.json` (the second import), `rollback.2.json`. The record that wrote a file names
+//! it (`file`), so the newest record of a step says which file is current; no file is ever
+//! removed or overwritten.
+//!
+//! Records (`step`): `detected`, `frozen`, `unfrozen`, `exported`, `validated`,
+//! `delete-started`, `deleted-from-source`, `delete-refused`, `import-started`,
+//! `import-refused`, `imported`, `verified`, `failed`, `stuck`, `retried`, `rollback-started`,
+//! `recreated-on-source`, `deleted-from-target`, `rolled-back`; each with its time (`at`), and
+//! where it applies the shell line (`command`, never keys), `exit_status`, `mode`, `file`,
+//! `schedule_downlinks_before` and `detail`. Which record may follow which is
+//! [`crate::lifecycle::advance`]; [`Journal::append`] refuses any other, and a file that does
+//! not replay is reported as damaged, never guessed. Format 1 (no `format` field) is read with
+//! an implicit `retried` wherever a record follows a `failed`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -23,6 +38,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::device::ActivationMode;
+use crate::lifecycle::{advance, replay, ImpossibleStep};
+pub use crate::lifecycle::{Position, Step};
 
 /// Held while a journal is being replaced, so that a forced stop (second Ctrl-C) never lands
 /// between writing and renaming.
@@ -50,18 +67,7 @@ impl WorkDir {
     /// it belongs to another migration, which `resume` continues.
     pub fn create(path: &Path) -> Result<WorkDir> {
         if path.exists() {
-            let empty = fs::read_dir(path)
-                .with_context(|| format!("could not read {}", path.display()))?
-                .next()
-                .is_none();
-            if !empty {
-                bail!(
-                    "work directory {} is not empty: it holds another migration. Continue it with \
-                     `ttn-session-migrate resume {}`, or choose a new --work-dir",
-                    path.display(),
-                    path.display()
-                );
-            }
+            WorkDir::check_new(path)?;
         } else {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -70,6 +76,26 @@ impl WorkDir {
                 .with_context(|| format!("could not create work directory {}", path.display()))?;
         }
         WorkDir::lock(path)
+    }
+
+    /// Whether `path` can hold a new migration: absent or empty (a dry run checks too).
+    pub fn check_new(path: &Path) -> Result<()> {
+        if !path.exists() {
+            return Ok(());
+        }
+        let empty = fs::read_dir(path)
+            .with_context(|| format!("could not read {}", path.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            bail!(
+                "work directory {} is not empty: it holds another migration. Continue it with \
+                 `ttn-session-migrate resume {}`, or choose a new --work-dir",
+                path.display(),
+                path.display()
+            );
+        }
+        Ok(())
     }
 
     /// Opens an existing work directory for `resume` or `rollback`.
@@ -142,20 +168,22 @@ impl WorkDir {
 
     /// The journal of a device, created empty (with its directory) if it has none yet.
     pub fn journal(&self, device_id: &str) -> Result<Journal> {
-        let dir = self.device_dir(device_id);
+        WorkDir::journal_in(&self.path, device_id)
+    }
+
+    /// [`WorkDir::journal`] for the work directory at `work` (locked by the caller).
+    pub fn journal_in(work: &Path, device_id: &str) -> Result<Journal> {
+        let dir = work.join(device_id);
         let path = dir.join("journal.json");
         if path.exists() {
-            return Journal::load(&path);
+            return Journal::load(&path, device_id);
         }
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)
             .with_context(|| format!("could not create {}", dir.display()))?;
-        Ok(Journal {
-            path,
-            records: Vec::new(),
-        })
+        Ok(Journal::new(path, device_id, true))
     }
 
     /// Whether a device has a journal.
@@ -225,36 +253,6 @@ pub struct ProfileRecord {
     pub path: PathBuf,
 }
 
-/// The steps a device goes through, as the journal names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Step {
-    Detected,
-    /// `--freeze-downlinks`: downlinks turned off on the source.
-    Frozen,
-    /// Downlinks turned back on (restored) on the source after a refused export.
-    Unfrozen,
-    Exported,
-    Validated,
-    /// About to delete from the source: if no `deleted-from-source` follows, the delete may or
-    /// may not have happened.
-    DeleteStarted,
-    DeletedFromSource,
-    /// The source refused the delete with a definite answer: the device is still there.
-    DeleteRefused,
-    ImportStarted,
-    /// The target refused the import with a definite answer: nothing was created there.
-    ImportRefused,
-    Imported,
-    Verified,
-    Failed,
-    RollbackStarted,
-    /// Re-created on the source from the saved export.
-    RecreatedOnSource,
-    DeletedFromTarget,
-    RolledBack,
-}
-
 /// One journal entry. Commands are shell lines, which never hold keys.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Record {
@@ -318,83 +316,91 @@ fn present_even_if_null<'de, D: serde::Deserializer<'de>>(
     Option::<bool>::deserialize(deserializer).map(Some)
 }
 
-/// Where a device is, as far as its journal can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Position {
-    /// Nothing destructive has happened: the device is on the source, unchanged (or frozen).
-    OnSource,
-    /// A delete started and did not report back: ask the source.
-    MaybeDeleted,
-    /// Only the saved export holds the device.
-    ExportOnly,
-    /// An import started and did not report back: ask the target.
-    MaybeImported,
-    /// On the target, not yet verified.
-    Imported,
-    /// On the target with the same session: done.
-    Migrated,
-    /// A re-create on the source started and did not report back.
-    MaybeRecreated,
-    /// Back on the source; may still be on the target too.
-    Recreated,
-    /// Back on the source only: done.
-    RolledBack,
-}
-
-impl Position {
-    pub fn is_final(self) -> bool {
-        matches!(self, Position::Migrated | Position::RolledBack)
-    }
-
-    /// Plain words for the operator: where the device is.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Position::OnSource => "on the source",
-            Position::MaybeDeleted => "on the source, or deleted from it (the delete did not report back)",
-            Position::ExportOnly => "deleted from the source; only in the saved export",
-            Position::MaybeImported => "in the saved export; maybe imported into the target (the import did not report back)",
-            Position::Imported => "on the target (not yet verified)",
-            Position::Migrated => "on the target, session verified",
-            Position::MaybeRecreated => "in the saved export; maybe re-created on the source",
-            Position::Recreated => "back on the source (maybe still on the target)",
-            Position::RolledBack => "back on the source",
-        }
-    }
-}
-
 /// The journal of one device: its records, oldest first, in `<device>/journal.json`.
 #[derive(Debug, Clone)]
 pub struct Journal {
     path: PathBuf,
+    device_id: String,
     records: Vec<Record>,
+    /// Where the records leave the device; checked on every append.
+    position: Position,
+    /// Written to disk (false: a dry run's journal, kept in memory).
+    durable: bool,
 }
 
 #[derive(Serialize, Deserialize)]
 struct JournalFile {
+    /// [`Journal::FORMAT`]; absent in format 1.
+    #[serde(default = "format_one")]
+    format: u32,
     records: Vec<Record>,
 }
 
+fn format_one() -> u32 {
+    1
+}
+
 impl Journal {
-    fn load(path: &Path) -> Result<Journal> {
+    /// Version of `journal.json`. 2 added the `format` field and the `stuck` and `retried`
+    /// records; format 1 (no `format` field) is read with an implicit `retried` wherever a
+    /// record follows a failure.
+    pub const FORMAT: u32 = 2;
+
+    fn new(path: PathBuf, device_id: &str, durable: bool) -> Journal {
+        Journal {
+            path,
+            device_id: device_id.to_string(),
+            records: Vec::new(),
+            position: Position::START,
+            durable,
+        }
+    }
+
+    /// A journal whose new records stay in memory (a dry run), for the files of `dir`: the
+    /// device's journal on disk if it has one, else an empty one. Nothing is written.
+    pub fn in_memory(dir: &Path, device_id: &str) -> Result<Journal> {
+        let path = dir.join("journal.json");
+        let mut journal = match path.exists() {
+            true => Journal::load(&path, device_id)?,
+            false => Journal::new(path, device_id, false),
+        };
+        journal.durable = false;
+        Ok(journal)
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn load(path: &Path, device_id: &str) -> Result<Journal> {
         let bytes = fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
-        let file: JournalFile = serde_json::from_slice(&bytes).map_err(|e| {
+        let damaged = |why: String| {
             anyhow::anyhow!(
-                "journal {} is damaged ({e}); nothing was changed for this device. Restore the \
+                "journal {} is damaged ({why}); nothing was changed for this device. Restore the \
                  file, or check where the device is in the Console",
                 path.display()
             )
-        })?;
-        let journal = Journal {
-            path: path.to_path_buf(),
-            records: file.records,
         };
-        journal.replay().with_context(|| {
-            format!(
-                "journal {} does not describe a possible history; nothing was changed for this \
-                 device. Restore the file, or check where the device is in the Console",
-                path.display()
-            )
-        })?;
+        let file: JournalFile =
+            serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+        if file.format > Journal::FORMAT {
+            bail!(
+                "journal {} was written by a newer ttn-session-migrate (format {}); use that version",
+                path.display(),
+                file.format
+            );
+        }
+        let position =
+            replay(file.records.iter().map(|r| r.step), file.format < 2).map_err(|(i, e)| {
+                damaged(format!(
+                    "record {} does not describe a possible history: {e}",
+                    i + 1
+                ))
+            })?;
+        let mut journal = Journal::new(path.to_path_buf(), device_id, true);
+        journal.records = file.records;
+        journal.position = position;
         Ok(journal)
     }
 
@@ -402,21 +408,46 @@ impl Journal {
         self.path.parent().unwrap_or(Path::new("."))
     }
 
-    /// Appends a record and makes it durable before returning.
+    #[cfg(test)]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends a record and makes it durable before returning. A record that cannot follow
+    /// the journal's position is refused before anything is written.
     pub fn append(&mut self, record: Record) -> Result<()> {
-        self.records.push(record);
-        let bytes = serde_json::to_vec_pretty(&JournalFile {
-            records: self.records.clone(),
+        let position = advance(self.position, record.step).map_err(|e: ImpossibleStep| {
+            anyhow::anyhow!(
+                "refused to journal `{}` for device `{}`: the device is {} ({e}); this is a bug in \
+                 ttn-session-migrate, nothing was written",
+                record.step.name(),
+                self.device_id,
+                self.position.describe()
+            )
         })?;
-        if let Err(e) = write_durably(&self.path, &bytes) {
-            self.records.pop();
-            return Err(e);
+        self.records.push(record);
+        if self.durable {
+            let bytes = serde_json::to_vec_pretty(&JournalFile {
+                format: Journal::FORMAT,
+                records: self.records.clone(),
+            })?;
+            if let Err(e) = write_durably(&self.path, &bytes) {
+                self.records.pop();
+                return Err(e);
+            }
         }
+        self.position = position;
         Ok(())
     }
 
     pub fn position(&self) -> Position {
-        self.replay().unwrap_or(Position::OnSource)
+        self.position
+    }
+
+    /// The records, oldest first.
+    #[cfg(test)]
+    pub fn records(&self) -> &[Record] {
+        &self.records
     }
 
     /// The last record of a step.
@@ -460,13 +491,7 @@ impl Journal {
 
     /// Whether downlinks may be turned off on the source by this migration right now.
     pub fn frozen(&self) -> bool {
-        self.records
-            .iter()
-            .fold(false, |frozen, record| match record.step {
-                Step::Frozen => true,
-                Step::Unfrozen => false,
-                _ => frozen,
-            })
+        self.position.frozen
     }
 
     /// The value to restore after a freeze, if the source was frozen.
@@ -474,60 +499,12 @@ impl Journal {
         self.last(Step::Frozen)
             .and_then(|r| r.schedule_downlinks_before)
     }
-
-    /// Replays the records through the possible transitions. A history no run could have
-    /// written (a hand edit, a truncated file) is an error, never a guess.
-    fn replay(&self) -> Result<Position> {
-        use Position::*;
-        let mut position = OnSource;
-        for (i, record) in self.records.iter().enumerate() {
-            let next = match (position, record.step) {
-                (_, Step::Failed) => Some(position),
-                (
-                    OnSource,
-                    Step::Detected
-                    | Step::Frozen
-                    | Step::Unfrozen
-                    | Step::Exported
-                    | Step::Validated,
-                ) => Some(OnSource),
-                (OnSource | MaybeDeleted, Step::DeleteStarted) => Some(MaybeDeleted),
-                (MaybeDeleted, Step::DeletedFromSource) => Some(ExportOnly),
-                (MaybeDeleted, Step::DeleteRefused) => Some(OnSource),
-                (ExportOnly | MaybeImported, Step::ImportStarted) => Some(MaybeImported),
-                (MaybeImported, Step::Imported) => Some(Imported),
-                (MaybeImported, Step::ImportRefused) => Some(ExportOnly),
-                (MaybeImported, Step::DeletedFromSource) => Some(ExportOnly),
-                (Imported, Step::Verified) => Some(Migrated),
-                (Imported | Migrated, Step::Imported) => Some(Imported),
-                (
-                    ExportOnly | MaybeImported | Imported | Migrated | MaybeRecreated,
-                    Step::RollbackStarted,
-                ) => Some(MaybeRecreated),
-                (MaybeRecreated, Step::RecreatedOnSource) => Some(Recreated),
-                (Recreated, Step::DeletedFromTarget) => Some(Recreated),
-                (Recreated, Step::RolledBack) => Some(RolledBack),
-                _ => None,
-            };
-            position = match next {
-                Some(p) => p,
-                None => bail!(
-                    "record {} (`{}`) cannot follow a device that is {}",
-                    i + 1,
-                    serde_json::to_string(&record.step)
-                        .unwrap_or_default()
-                        .trim_matches('"'),
-                    position.describe()
-                ),
-            };
-        }
-        Ok(position)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::Place;
 
     fn journal_with(steps: &[Step]) -> (tempfile::TempDir, Journal) {
         let dir = tempfile::tempdir().unwrap();
@@ -542,16 +519,16 @@ mod tests {
     #[test]
     fn positions_follow_the_steps() {
         use Step::*;
-        let cases: &[(&[Step], Position)] = &[
-            (&[], Position::OnSource),
-            (&[Detected, Exported, Validated], Position::OnSource),
+        let cases: &[(&[Step], Place)] = &[
+            (&[], Place::OnSource),
+            (&[Detected, Exported, Validated], Place::Validated),
             (
                 &[Detected, Exported, Validated, DeleteStarted],
-                Position::MaybeDeleted,
+                Place::MaybeDeleted,
             ),
             (
                 &[Exported, Validated, DeleteStarted, DeletedFromSource],
-                Position::ExportOnly,
+                Place::ExportOnly,
             ),
             (
                 &[
@@ -561,7 +538,7 @@ mod tests {
                     DeletedFromSource,
                     ImportStarted,
                 ],
-                Position::MaybeImported,
+                Place::MaybeImported,
             ),
             (
                 &[
@@ -573,7 +550,7 @@ mod tests {
                     Imported,
                     Verified,
                 ],
-                Position::Migrated,
+                Place::Migrated,
             ),
             (
                 &[
@@ -584,7 +561,7 @@ mod tests {
                     ImportStarted,
                     Failed,
                 ],
-                Position::MaybeImported,
+                Place::MaybeImported,
             ),
             (
                 &[
@@ -598,12 +575,12 @@ mod tests {
                     RecreatedOnSource,
                     RolledBack,
                 ],
-                Position::RolledBack,
+                Place::RolledBack,
             ),
         ];
         for (steps, expected) in cases {
             let (_dir, journal) = journal_with(steps);
-            assert_eq!(journal.position(), *expected, "{steps:?}");
+            assert_eq!(journal.position().place, *expected, "{steps:?}");
         }
     }
 
@@ -635,11 +612,12 @@ mod tests {
             journal
                 .append(Record::new(Step::Exported).file("export.json"))
                 .unwrap();
+            journal.append(Record::new(Step::Validated)).unwrap();
             journal.append(Record::new(Step::DeleteStarted)).unwrap();
         }
         let work = WorkDir::open(&path).unwrap();
         let journal = work.journal("dev-1").unwrap();
-        assert_eq!(journal.position(), Position::MaybeDeleted);
+        assert_eq!(journal.position().place, Place::MaybeDeleted);
         assert_eq!(
             journal.export_file(),
             Some(work.device_dir("dev-1").join("export.json"))
@@ -654,6 +632,7 @@ mod tests {
         fs::write(&file, r#"{"records":[{"step":"verified","at":"x"}]}"#).unwrap();
         let err = work.journal("dev-1").unwrap_err();
         assert!(format!("{err:#}").contains("cannot follow"), "{err:#}");
+        assert!(format!("{err:#}").contains("is damaged"), "{err:#}");
         fs::write(&file, "{not json").unwrap();
         let err = work.journal("dev-1").unwrap_err();
         assert!(format!("{err:#}").contains("is damaged"), "{err:#}");
@@ -665,8 +644,53 @@ mod tests {
         let mut record = Record::new(Step::Frozen);
         record.schedule_downlinks_before = Some(None);
         journal.append(record).unwrap();
-        let reloaded = Journal::load(&journal.path).unwrap();
+        let reloaded = Journal::load(&journal.path, "dev-1").unwrap();
         assert_eq!(reloaded.schedule_downlinks_before(), Some(None));
+    }
+
+    #[test]
+    fn append_refuses_an_impossible_record_and_names_device_record_and_position() {
+        let (_dir, mut journal) = journal_with(&[
+            Step::Exported,
+            Step::Validated,
+            Step::DeleteStarted,
+            Step::DeletedFromSource,
+            Step::ImportStarted,
+            Step::Imported,
+        ]);
+        let before = fs::read(journal.path()).unwrap();
+        let err = journal
+            .append(Record::new(Step::ImportRefused))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`import-refused`"), "{err}");
+        assert!(err.contains("`dev-1`"), "{err}");
+        assert!(err.contains("on the target (not yet verified)"), "{err}");
+        assert_eq!(
+            fs::read(journal.path()).unwrap(),
+            before,
+            "the file changed"
+        );
+        assert_eq!(journal.position().place, Place::Imported);
+        assert_eq!(journal.records().len(), 6);
+    }
+
+    #[test]
+    fn journals_carry_their_format_and_format_one_still_replays() {
+        let (_dir, journal) = journal_with(&[Step::Detected]);
+        let written: serde_json::Value =
+            serde_json::from_slice(&fs::read(journal.path()).unwrap()).unwrap();
+        assert_eq!(written["format"], Journal::FORMAT);
+        fs::write(
+            journal.path(),
+            r#"{"records":[{"step":"detected","at":"x"},{"step":"failed","at":"x"},{"step":"detected","at":"x"}]}"#,
+        )
+        .unwrap();
+        let reloaded = Journal::load(journal.path(), "dev-1").unwrap();
+        assert_eq!(reloaded.position().place, Place::Detected);
+        fs::write(journal.path(), r#"{"format":99,"records":[]}"#).unwrap();
+        let err = Journal::load(journal.path(), "dev-1").unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
     }
 
     #[test]

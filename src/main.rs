@@ -1,9 +1,11 @@
 //! ttn-session-migrate: move LoRaWAN end devices between The Things Stack deployments while
 //! keeping their active session, by driving the official ttn-lw-cli.
 //!
-//! Data flows one way: command line (`cli`) → plan (`plan`, `profile`) → runner (`runner`,
-//! which calls `ttn_lw_cli` and records to `journal`) → report (`output`).
+//! Data flows one way: command line (`cli`) → plan (`plan`, `profile`) → batch (`batch`) →
+//! runner (`runner`, which follows the pure state machine `lifecycle`, calls `ttn_lw_cli` and
+//! records to `journal`) → results (`outcome`, `next_step`) → `output` and `report`.
 
+mod batch;
 mod cli;
 mod commands;
 mod devaddr;
@@ -12,6 +14,9 @@ mod doctor;
 mod gateways;
 mod interrupt;
 mod journal;
+mod lifecycle;
+mod next_step;
+mod outcome;
 mod output;
 mod plan;
 mod profile;

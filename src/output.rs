@@ -6,17 +6,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::outcome::{DeviceReport, Outcome};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
-
-use crate::plan::MigrationStep;
-use crate::runner::{DeviceReport, Outcome};
-use crate::ttn_lw_cli::CliError;
 
 /// Events of a run, reported as they happen. Called from several workers at once.
 pub trait Progress: Sync {
-    fn step(&self, device: &str, step: MigrationStep);
-    fn retrying(&self, device: &str, step: MigrationStep, error: &CliError);
+    /// `step` is the label of the action that starts.
+    fn step(&self, device: &str, step: &str);
+    fn retrying(&self, device: &str, step: &str, error: &str);
+    /// What an action found (a dry run prints it).
+    fn note(&self, _device: &str, _note: &str) {}
     fn finished(&self, report: &DeviceReport);
     /// The run is over: no more events follow.
     fn close(&self) {}
@@ -51,21 +50,17 @@ impl PlainProgress {
 }
 
 impl Progress for PlainProgress {
-    fn step(&self, device: &str, step: MigrationStep) {
+    fn step(&self, device: &str, step: &str) {
         if !self.quiet {
             let _guard = self.lock.lock();
-            eprintln!("{device}: {}", step.name());
+            eprintln!("{device}: {step}");
         }
     }
 
-    fn retrying(&self, device: &str, step: MigrationStep, error: &CliError) {
+    fn retrying(&self, device: &str, step: &str, error: &str) {
         if !self.quiet {
             let _guard = self.lock.lock();
-            eprintln!(
-                "{device}: {} failed, retrying: {}",
-                step.name(),
-                error.detail
-            );
+            eprintln!("{device}: {step} failed, retrying: {error}");
         }
     }
 
@@ -132,15 +127,12 @@ impl BarProgress {
 }
 
 impl Progress for BarProgress {
-    fn step(&self, device: &str, step: MigrationStep) {
-        self.show(device, step.name().to_string());
+    fn step(&self, device: &str, step: &str) {
+        self.show(device, step.to_string());
     }
 
-    fn retrying(&self, device: &str, step: MigrationStep, error: &CliError) {
-        self.show(
-            device,
-            format!("{} failed, retrying: {}", step.name(), error.detail),
-        );
+    fn retrying(&self, device: &str, step: &str, error: &str) {
+        self.show(device, format!("{step} failed, retrying: {error}"));
     }
 
     fn finished(&self, report: &DeviceReport) {
@@ -210,55 +202,6 @@ pub fn device_line(report: &DeviceReport) -> String {
         ),
     };
     format!("{}  {mode}  {session}  {result}", report.device_id)
-}
-
-/// Counts of a run's outcomes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Summary {
-    pub migrated: usize,
-    pub rolled_back: usize,
-    pub failed: usize,
-    pub skipped: usize,
-    pub conflicts: usize,
-    pub interrupted: usize,
-}
-
-impl Summary {
-    pub fn of(reports: &[DeviceReport]) -> Summary {
-        let mut summary = Summary::default();
-        for report in reports {
-            match report.outcome {
-                Outcome::Migrated => summary.migrated += 1,
-                Outcome::RolledBack => summary.rolled_back += 1,
-                Outcome::Failed => summary.failed += 1,
-                Outcome::Skipped => summary.skipped += 1,
-                Outcome::Conflict => summary.conflicts += 1,
-                Outcome::Interrupted => summary.interrupted += 1,
-            }
-        }
-        summary
-    }
-
-    pub fn all_succeeded(&self) -> bool {
-        self.failed == 0 && self.conflicts == 0 && self.interrupted == 0
-    }
-}
-
-impl std::fmt::Display for Summary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} migrated, {} failed, {} skipped, {} conflicts",
-            self.migrated, self.failed, self.skipped, self.conflicts
-        )?;
-        if self.rolled_back > 0 {
-            write!(f, ", {} rolled back", self.rolled_back)?;
-        }
-        if self.interrupted > 0 {
-            write!(f, ", {} not started (interrupted)", self.interrupted)?;
-        }
-        Ok(())
-    }
 }
 
 /// The failed devices, each with its reason and next action.

@@ -34,32 +34,6 @@ pub struct Migration {
     pub freeze_downlinks: bool,
 }
 
-/// A step of a device's migration, as the operator sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MigrationStep {
-    Detect,
-    Freeze,
-    Export,
-    Delete,
-    Import,
-    Verify,
-    Rollback,
-}
-
-impl MigrationStep {
-    pub fn name(self) -> &'static str {
-        match self {
-            MigrationStep::Detect => "detect",
-            MigrationStep::Freeze => "freeze downlinks",
-            MigrationStep::Export => "export",
-            MigrationStep::Delete => "delete from source",
-            MigrationStep::Import => "import into target",
-            MigrationStep::Verify => "verify",
-            MigrationStep::Rollback => "roll back",
-        }
-    }
-}
-
 impl Migration {
     pub fn manifest(&self, devices: &[String]) -> Manifest {
         Manifest {

@@ -102,7 +102,10 @@ impl ProfileStore {
     /// generated file moves into the store. Nothing is written if any step fails.
     pub fn add_from_host(&self, cli: &TtnLwCli, name: &ProfileName, host: &str) -> Result<Profile> {
         self.refuse_existing(name)?;
-        let scratch = tempfile::tempdir().context("could not create a temporary directory")?;
+        // Where the CLI may write (the snap may not write to the caller's /tmp).
+        let scratch = cli
+            .scratch_dir()
+            .context("could not create a temporary directory")?;
         // Exactly one -c, pointing at an empty file, so no config in the home directory leaks in.
         let empty = scratch.path().join("empty.yml");
         fs::write(&empty, "").context("could not write a temporary file")?;

@@ -10,8 +10,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::journal::{directory_of, write_durably};
-use crate::output::Summary;
-use crate::runner::DeviceReport;
+use crate::outcome::{DeviceReport, Summary};
 
 /// Format version of the report file.
 const FORMAT: u32 = 1;

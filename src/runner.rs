@@ -1,26 +1,93 @@
-//! Carries devices through their steps, one journal record at a time.
+//! Carries devices through their lifecycle, one journal record at a time.
 //!
-//! One state machine serves `migrate`, `resume` and `rollback`: it reads where the journal says
-//! the device is, does the next step, records it durably, and repeats until the device is
-//! migrated, back on the source, or stuck with a failure that says where it is. Whatever
-//! fails, the saved export is never removed, and the device is deleted from a deployment only
-//! once it is safe somewhere else.
+//! The loop is the same for `migrate`, `resume`, `rollback` and `--dry-run`: ask
+//! [`lifecycle::next`](crate::lifecycle::next) what to do from where the journal says the device
+//! is, perform that action (which appends its records; the journal refuses any record the
+//! lifecycle does not allow), and ask again, until the action is `Done`. A failed action adds a
+//! `failed` or `stuck` record and `next` decides what follows (a rollback, or a stop). Transient
+//! failures are retried here, in one place, with capped exponential backoff: the retry asks
+//! `next` again, so a delete or import whose answer was lost is confirmed, never repeated
+//! blindly. Whatever fails, the saved export is never removed, and the device is deleted from a
+//! deployment only once it is safe somewhere else.
 
+use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::device::{session_differences, ActivationMode, DeviceExport, SessionSummary};
+use crate::device::{session_differences, ActivationMode, DeviceExport};
 use crate::interrupt::Interrupt;
-use crate::journal::{write_durably, Journal, Position, Record, Step, WorkDir};
+use crate::journal::{write_durably, Journal, Record, WorkDir};
+use crate::lifecycle::{
+    failure_record, next, Action, End, Goal, Halt, Place, Policy, Position, Step,
+};
+use crate::next_step::NextStep;
+use crate::outcome::{DeviceReport, Outcome};
 use crate::output::Progress;
-use crate::plan::{Migration, MigrationStep};
+use crate::plan::Migration;
 use crate::ttn_lw_cli::{CliError, ErrorKind, Invocation, Output, TtnLwCli};
 
-/// Capped exponential backoff for transient failures of steps that are safe to repeat.
+/// The ttn-lw-cli calls the runner makes. The real invocation layer implements it; unit tests
+/// script it; the dry run wraps it so that only read-only calls run.
+pub trait Calls: Sync {
+    fn run(&self, invocation: &Invocation) -> Result<Output, CliError>;
+    /// The shell line of an invocation (journaled; never holds keys).
+    fn render(&self, invocation: &Invocation) -> String;
+}
+
+impl Calls for TtnLwCli {
+    fn run(&self, invocation: &Invocation) -> Result<Output, CliError> {
+        TtnLwCli::run(self, invocation)
+    }
+
+    fn render(&self, invocation: &Invocation) -> String {
+        TtnLwCli::render(self, invocation)
+    }
+}
+
+/// Where the files of a device directory go: the disk, or memory (a dry run).
+#[derive(Debug, Default)]
+pub enum Files {
+    #[default]
+    Disk,
+    Memory(Mutex<HashMap<PathBuf, Vec<u8>>>),
+}
+
+impl Files {
+    pub fn memory() -> Files {
+        Files::Memory(Mutex::new(HashMap::new()))
+    }
+
+    fn write(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Files::Disk => write_durably(path, bytes),
+            Files::Memory(files) => {
+                files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(path.to_path_buf(), bytes.to_vec());
+                Ok(())
+            }
+        }
+    }
+
+    pub fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        match self {
+            Files::Disk => fs::read(path),
+            // What this run wrote, else what an earlier run left on disk (read-only).
+            Files::Memory(files) => match files.lock().unwrap_or_else(|e| e.into_inner()).get(path)
+            {
+                Some(bytes) => Ok(bytes.clone()),
+                None => fs::read(path),
+            },
+        }
+    }
+}
+
+/// Capped exponential backoff for transient failures.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub max_retries: u32,
@@ -46,117 +113,71 @@ impl RetryPolicy {
     }
 }
 
-/// What the run should achieve for a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Goal {
-    Migrate,
-    Rollback,
-}
-
-/// How a device's run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    Migrated,
-    RolledBack,
-    /// Not migrated: see `error` and `location`.
-    Failed,
-    /// Present in the target application before anything ran; left alone.
-    Conflict,
-    /// Nothing to do (already done, or never left the source).
-    Skipped,
-    /// Stopped by Ctrl-C before its delete; `resume` continues it.
-    Interrupted,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StepTiming {
-    pub step: &'static str,
-    pub millis: u64,
-}
-
-/// One device's result: what the summary, the report file and the exit status are made of.
-/// Never holds keys.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeviceReport {
-    pub device_id: String,
-    pub application_id: String,
-    pub target_application_id: String,
-    pub mode: Option<ActivationMode>,
-    pub session: Option<SessionSummary>,
-    pub outcome: Outcome,
-    /// Where the device is now, in plain words.
-    pub location: String,
-    pub error: Option<String>,
-    pub next_action: Option<String>,
-    pub steps: Vec<StepTiming>,
-    /// From the start of the delete on the source to the end of the import on the target.
-    pub downtime_ms: Option<u64>,
-    /// `resume` would carry the device further without the operator fixing anything first.
-    #[serde(skip)]
-    pub resumable: bool,
-}
-
-impl DeviceReport {
-    pub fn new(device_id: &str, migration: &Migration) -> DeviceReport {
-        DeviceReport {
-            device_id: device_id.to_string(),
-            application_id: migration.application_id.clone(),
-            target_application_id: migration.target_application_id.clone(),
-            mode: None,
-            session: None,
-            outcome: Outcome::Failed,
-            location: Position::OnSource.describe().to_string(),
-            error: None,
-            next_action: None,
-            steps: Vec::new(),
-            downtime_ms: None,
-            resumable: false,
-        }
-    }
-
-    pub fn is_success(&self) -> bool {
-        matches!(
-            self.outcome,
-            Outcome::Migrated | Outcome::RolledBack | Outcome::Skipped
-        )
-    }
-}
-
-/// A step failed; the device is where the journal says.
-struct Stop {
+/// An action that did not complete.
+#[derive(Debug)]
+struct Failure {
     error: String,
-    next_action: Option<String>,
+    /// Worth another try after a pause: the loop asks `next` again.
+    transient: bool,
+    /// The record a final failure adds.
+    halt: Halt,
 }
 
-impl Stop {
-    fn new(error: impl Into<String>) -> Stop {
-        Stop {
+impl Failure {
+    fn new(error: impl Into<String>) -> Failure {
+        Failure {
             error: error.into(),
-            next_action: None,
+            transient: false,
+            halt: Halt::Failed,
         }
     }
 
-    fn then(mut self, next_action: impl Into<String>) -> Stop {
-        self.next_action = Some(next_action.into());
+    /// A failed call, in words that name what to do.
+    fn call(e: &CliError, what: &str) -> Failure {
+        let hint = match e.kind {
+            ErrorKind::Unauthenticated | ErrorKind::UnknownHost => {
+                " Log in again with `ttn-session-migrate login <PROFILE>`."
+            }
+            ErrorKind::PermissionDenied => {
+                " The login lacks rights on the application: it needs RIGHT_APPLICATION_DEVICES_READ, RIGHT_APPLICATION_DEVICES_WRITE, RIGHT_APPLICATION_DEVICES_READ_KEYS and RIGHT_APPLICATION_DEVICES_WRITE_KEYS."
+            }
+            ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::RateLimited => {
+                " The deployment did not answer; retry later with `resume`."
+            }
+            _ => "",
+        };
+        Failure {
+            error: format!("could not {what}: {}.{hint}", e.detail),
+            transient: e.kind.is_transient(),
+            halt: Halt::Failed,
+        }
+    }
+
+    fn stuck(mut self) -> Failure {
+        self.halt = Halt::Stuck;
         self
     }
 }
 
-impl From<anyhow::Error> for Stop {
-    fn from(e: anyhow::Error) -> Stop {
-        Stop::new(format!("{e:#}"))
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::new(format!("{e:#}"))
     }
 }
 
 pub struct Runner<'a> {
-    pub cli: &'a TtnLwCli,
+    pub calls: &'a dyn Calls,
     pub migration: &'a Migration,
-    pub work: &'a WorkDir,
+    /// The work directory's path (for a dry run, the one the real run would use).
+    pub work: &'a Path,
+    /// Where device files and journals go: [`Files::Memory`] for a dry run, which writes
+    /// nothing (it starts from a device's journal on disk, if there is one, and keeps its
+    /// own records in memory).
+    pub files: &'a Files,
     pub retry: RetryPolicy,
     pub interrupt: &'a Interrupt,
     pub progress: &'a dyn Progress,
-    /// Put a device back on the source when the target refuses it for good.
+    /// Put a device back on the source when a step fails for good after its delete.
     pub rollback_on_failure: bool,
 }
 
@@ -165,30 +186,57 @@ struct DeviceRun {
     journal: Journal,
     report: DeviceReport,
     delete_started: Option<Instant>,
+    /// The first error of this run.
+    error: Option<String>,
+    /// Actions performed in this run.
+    performed: usize,
 }
 
 impl DeviceRun {
+    fn device(&self) -> String {
+        self.report.device_id.clone()
+    }
+
     /// The file the journal's last `step` record wrote.
-    fn file(&self, step: Step, what: &str) -> Result<std::path::PathBuf, Stop> {
+    fn file(&self, step: Step, what: &str) -> Result<PathBuf, Failure> {
         self.journal
             .file_of(step)
-            .ok_or_else(|| Stop::new(format!("the journal names no {what}")))
+            .ok_or_else(|| Failure::new(format!("the journal names no {what}")))
     }
 }
 
 impl Runner<'_> {
+    fn policy(&self) -> Policy {
+        Policy {
+            rollback_on_failure: self.rollback_on_failure,
+            freeze_downlinks: self.migration.freeze_downlinks,
+            mode_known: self.migration.mode.is_some(),
+            stopping: self.interrupt.requested(),
+        }
+    }
+
+    fn journal(&self, device: &str) -> anyhow::Result<Journal> {
+        match self.files {
+            Files::Disk => WorkDir::journal_in(self.work, device),
+            Files::Memory(_) => Journal::in_memory(&self.work.join(device), device),
+        }
+    }
+
     /// Runs one device towards `goal` and reports where it ended.
     pub fn run_device(&self, device: &str, goal: Goal) -> DeviceReport {
-        let mut report = DeviceReport::new(device, self.migration);
-        let journal = match self.work.journal(device) {
+        let mut report = DeviceReport::new(
+            device,
+            &self.migration.application_id,
+            &self.migration.target_application_id,
+        );
+        let journal = match self.journal(device) {
             Ok(journal) => journal,
             Err(e) => {
                 report.error = Some(format!("{e:#}"));
-                report.location = "unknown: its journal cannot be read".into();
-                report.next_action = Some(
-                    "check the device in the Console; the work directory still holds its export"
-                        .into(),
-                );
+                report.location = "unknown: journal damaged".into();
+                report.next_action = Some(NextStep::CheckConsole {
+                    export_dir: self.work.join(device),
+                });
                 self.progress.finished(&report);
                 return report;
             }
@@ -198,309 +246,302 @@ impl Runner<'_> {
             journal,
             report,
             delete_started: None,
+            error: None,
+            performed: 0,
         };
         if let Some(export) = run.journal.export_file() {
-            if let Ok(bytes) = fs::read(&export) {
+            if let Ok(bytes) = self.files.read(&export) {
                 if let Ok(export) = DeviceExport::parse(bytes) {
                     run.report.session = Some(export.session_summary());
                 }
             }
         }
-        let result = self.drive(&mut run, goal);
-        let position = run.journal.position();
-        run.report.location = position.describe().to_string();
-        run.report.resumable = !position.is_final() && position != Position::OnSource
-            || matches!(result, Ok(Outcome::Interrupted));
-        match result {
-            Ok(outcome) => run.report.outcome = outcome,
-            Err(stop) => {
-                let _ = run
-                    .journal
-                    .append(Record::new(Step::Failed).detail(stop.error.clone()));
-                run.report.outcome = Outcome::Failed;
-                run.report.error = Some(stop.error);
-                run.report.next_action = stop.next_action.or_else(|| {
-                    Some(match position {
-                        Position::OnSource => "fix the cause above, then run `resume` on the work directory".into(),
-                        _ => format!(
-                            "run `ttn-session-migrate resume {}` to finish, or `ttn-session-migrate rollback {} {}` to put it back on the source",
-                            self.work.path().display(),
-                            self.work.path().display(),
-                            device
-                        ),
-                    })
-                });
-            }
-        }
+        let end = self.drive(&mut run, goal);
+        self.conclude(&mut run, goal, end);
         self.progress.finished(&run.report);
         run.report
     }
 
-    fn drive(&self, run: &mut DeviceRun, mut goal: Goal) -> Result<Outcome, Stop> {
-        // An import refused for good, rolled back: the device failed to migrate.
-        let mut failure: Option<Stop> = None;
+    /// The loop: `next` → perform → (records appended by the action) → again.
+    fn drive(&self, run: &mut DeviceRun, goal: Goal) -> End {
+        // A new attempt after an earlier run's failure.
+        if run.journal.position().halt.is_some() {
+            if let Err(failure) = self.perform(run, Action::Retry) {
+                run.error = Some(failure.error);
+                return End::Halted;
+            }
+        }
+        let mut retries = 0;
         loop {
-            let position = run.journal.position();
-            if matches!(position, Position::MaybeRecreated | Position::Recreated) {
-                goal = Goal::Rollback;
+            let action = next(goal, run.journal.position(), self.policy());
+            if let Action::Done(end) = action {
+                return end;
             }
-            match (goal, position) {
-                (Goal::Migrate, Position::Migrated) => {
-                    return Ok(if run.report.steps.is_empty() {
-                        Outcome::Skipped
-                    } else {
-                        Outcome::Migrated
-                    })
+            self.progress.step(&run.report.device_id, action.label());
+            let started = Instant::now();
+            let written = run.journal.len();
+            let result = self.perform(run, action).and_then(|()| {
+                // Every action that succeeds moves the device on: the loop cannot spin.
+                match run.journal.len() > written {
+                    true => Ok(()),
+                    false => Err(Failure::new(format!(
+                        "`{}` made no progress; this is a bug in ttn-session-migrate",
+                        action.label()
+                    ))
+                    .stuck()),
                 }
-                (_, Position::RolledBack) => {
-                    return match failure {
-                        Some(stop) => Err(stop),
-                        None => Ok(if run.report.steps.is_empty() {
-                            Outcome::Skipped
-                        } else {
-                            Outcome::RolledBack
-                        }),
-                    }
-                }
-                (Goal::Migrate, Position::OnSource) => {
-                    if self.interrupt.requested() {
-                        return Ok(Outcome::Interrupted);
-                    }
-                    self.export(run)?;
-                    if self.interrupt.requested() {
-                        self.unfreeze(run)?;
-                        return Ok(Outcome::Interrupted);
-                    }
-                    self.delete(run)?;
-                }
-                (Goal::Rollback, Position::OnSource) => {
-                    self.unfreeze(run)?;
-                    return Ok(Outcome::Skipped);
-                }
-                (_, Position::MaybeDeleted) => {
-                    let exists = self.exists(
-                        run,
-                        MigrationStep::Delete,
-                        &self.migration.exists_on_source(&run.report.device_id),
-                    )?;
-                    match (exists, goal) {
-                        (false, _) => run.journal.append(
-                            Record::new(Step::DeletedFromSource)
-                                .detail("confirmed absent from the source"),
-                        )?,
-                        (true, Goal::Migrate) => self.delete(run)?,
-                        (true, Goal::Rollback) => run.journal.append(
-                            Record::new(Step::DeleteRefused)
-                                .detail("the device is still on the source"),
-                        )?,
-                    }
-                }
-                (Goal::Migrate, Position::ExportOnly) => {
-                    if let Err(stop) = self.import(run) {
-                        if run.journal.position() == Position::ExportOnly
-                            && self.rollback_on_failure
-                        {
-                            run.journal
-                                .append(Record::new(Step::Failed).detail(stop.error.clone()))?;
-                            failure = Some(
-                                Stop::new(format!("{}; rolled back to the source", stop.error))
-                                    .then(
-                                    "fix the cause on the target, then migrate the device again",
-                                ),
-                            );
-                            goal = Goal::Rollback;
-                            continue;
-                        }
-                        return Err(stop);
-                    }
-                }
-                (Goal::Migrate, Position::MaybeImported) => {
-                    let device = run.report.device_id.clone();
-                    let exists = self.exists(
-                        run,
-                        MigrationStep::Import,
-                        &self.migration.exists_on_target(&device),
-                    )?;
-                    if exists {
-                        run.journal.append(
-                            Record::new(Step::Imported)
-                                .detail("found on the target after an unanswered import"),
-                        )?;
-                    } else {
-                        run.journal.append(
-                            Record::new(Step::ImportRefused)
-                                .detail("confirmed absent from the target"),
-                        )?;
-                    }
-                }
-                (Goal::Migrate, Position::Imported) => {
-                    if let Err(stop) = self.verify(run) {
-                        if self.rollback_on_failure {
-                            run.journal
-                                .append(Record::new(Step::Failed).detail(stop.error.clone()))?;
-                            failure = Some(Stop::new(format!(
-                                "{}; rolled back to the source",
-                                stop.error
-                            )));
-                            goal = Goal::Rollback;
-                            continue;
-                        }
-                        return Err(stop);
-                    }
-                }
-                (
-                    Goal::Rollback,
-                    Position::ExportOnly
-                    | Position::MaybeImported
-                    | Position::Imported
-                    | Position::Migrated,
-                ) => {
-                    self.start_rollback(run)?;
-                }
-                (_, Position::MaybeRecreated) => self.recreate(run)?,
-                (_, Position::Recreated) => self.finish_rollback(run)?,
+            });
+            run.report
+                .time(action.label(), started.elapsed().as_millis() as u64);
+            run.performed += 1;
+            let Err(failure) = result else { continue };
+            if failure.transient && retries < self.retry.max_retries {
+                self.progress
+                    .retrying(&run.report.device_id, action.label(), &failure.error);
+                std::thread::sleep(self.retry.delay(retries));
+                retries += 1;
+                continue;
+            }
+            let step = failure_record(run.journal.position(), failure.halt);
+            run.error.get_or_insert(failure.error.clone());
+            if let Err(e) = run
+                .journal
+                .append(Record::new(step).detail(failure.error.clone()))
+            {
+                // Not even the failure could be journaled (a full disk): stop here.
+                run.error = Some(format!("{}; and {e:#}", failure.error));
+                return End::Halted;
             }
         }
     }
 
-    /// Runs a call, retrying transient failures when `repeatable`.
-    fn call(
-        &self,
-        run: &mut DeviceRun,
-        step: MigrationStep,
-        invocation: &Invocation,
-        repeatable: bool,
-    ) -> Result<Output, CliError> {
-        self.progress.step(&run.report.device_id, step);
-        let started = Instant::now();
-        let mut attempt = 0;
-        let result = loop {
-            match self.cli.run(invocation) {
-                Err(e)
-                    if repeatable && e.kind.is_transient() && attempt < self.retry.max_retries =>
-                {
-                    self.progress.retrying(&run.report.device_id, step, &e);
-                    std::thread::sleep(self.retry.delay(attempt));
-                    attempt += 1;
-                }
-                other => break other,
+    /// Fills in outcome, location, error and next step from where the device ended.
+    fn conclude(&self, run: &mut DeviceRun, goal: Goal, end: End) {
+        let position = run.journal.position();
+        let report = &mut run.report;
+        report.location = position.describe().to_string();
+        let work_dir = self.work.to_path_buf();
+        let device = report.device_id.clone();
+        match (end, &run.error) {
+            (End::Interrupted, _) => {
+                report.outcome = Outcome::Interrupted;
+                report.resumable = true;
+                report.next_action = Some(NextStep::Resume { work_dir });
             }
-        };
-        let millis = started.elapsed().as_millis() as u64;
-        match run.report.steps.iter_mut().find(|s| s.step == step.name()) {
-            Some(timing) => timing.millis += millis,
-            None => run.report.steps.push(StepTiming {
-                step: step.name(),
-                millis,
-            }),
+            (End::Reached, None) => {
+                report.outcome = match (run.performed, position.place) {
+                    (0, _) => Outcome::Skipped,
+                    (_, Place::Migrated) => Outcome::Migrated,
+                    (_, Place::RolledBack) => Outcome::RolledBack,
+                    _ => Outcome::Skipped,
+                };
+            }
+            // Reached after a failure: rolled back on failure.
+            (End::Reached, Some(error)) => {
+                report.outcome = Outcome::Failed;
+                report.error = Some(match goal {
+                    Goal::Migrate => format!("{error}; rolled back to the source"),
+                    Goal::Rollback => error.clone(),
+                });
+                report.next_action = Some(NextStep::FixTargetThenMigrateAgain);
+            }
+            (End::Halted, error) => {
+                report.outcome = Outcome::Failed;
+                report.error = Some(
+                    error
+                        .clone()
+                        .unwrap_or_else(|| "stopped by an earlier failure".into()),
+                );
+                report.resumable = !position.untouched();
+                report.next_action = Some(if position.untouched() {
+                    NextStep::FixThenResume { work_dir }
+                } else {
+                    NextStep::ResumeOrRollback { work_dir, device }
+                });
+            }
         }
-        result
     }
 
-    /// Does a device exist? Not found is an answer; anything else that fails is a stop.
-    fn exists(
-        &self,
-        run: &mut DeviceRun,
-        step: MigrationStep,
-        invocation: &Invocation,
-    ) -> Result<bool, Stop> {
-        match self.call(run, step, invocation, true) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Stop::new(format!(
-                "could not tell whether the device exists: {}",
-                e.detail
-            ))),
+    fn perform(&self, run: &mut DeviceRun, action: Action) -> Result<(), Failure> {
+        match action {
+            Action::Retry => Ok(run.journal.append(Record::new(Step::Retried))?),
+            Action::Detect => self.detect(run),
+            Action::Freeze => self.freeze(run),
+            Action::Export => self.export(run),
+            Action::Validate => self.validate(run),
+            Action::Delete => self.delete(run),
+            Action::ConfirmDelete => self.confirm_delete(run),
+            Action::Import => self.import(run),
+            Action::ConfirmImport => self.confirm_import(run),
+            Action::Verify => self.verify(run),
+            Action::Unfreeze => self.unfreeze(run),
+            Action::RollBack => self.start_rollback(run),
+            Action::Recreate => self.recreate(run),
+            Action::FinishRollback => self.finish_rollback(run),
+            Action::Done(_) => Ok(()),
         }
     }
 
     fn render(&self, invocation: &Invocation) -> String {
-        self.cli.render(invocation)
+        self.calls.render(invocation)
     }
 
-    /// Detect, freeze, export, validate, rewrite. Nothing here deletes.
-    fn export(&self, run: &mut DeviceRun) -> Result<(), Stop> {
-        let device = run.report.device_id.clone();
-        let mut mode = self.migration.mode;
-        let mut schedule_downlinks_before = None;
-        if mode.is_none() || self.migration.freeze_downlinks {
-            let detect = self.migration.detect(&device);
-            let output = self
-                .call(run, MigrationStep::Detect, &detect, true)
-                .map_err(|e| explain(&e, "detect the activation mode"))?;
-            let doc: Value = serde_json::from_slice(&output.stdout).map_err(|e| {
-                Stop::new(format!(
-                    "ttn-lw-cli printed something that is not JSON ({e})"
-                ))
-            })?;
-            if let Some(problem) = crate::device::wrong_cluster(&doc, &output.stderr) {
-                return Err(Stop::new(format!(
-                    "export refused, nothing was deleted: {problem}"
-                )));
-            }
-            let detected = ActivationMode::of(&doc);
-            mode = Some(mode.unwrap_or(detected));
-            schedule_downlinks_before = Some(
+    /// Does a device exist? Not found is an answer; anything else is a failure.
+    fn exists(&self, invocation: &Invocation) -> Result<bool, Failure> {
+        match self.calls.run(invocation) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Failure::call(&e, "tell whether the device exists")),
+        }
+    }
+
+    fn mode(&self, run: &DeviceRun) -> ActivationMode {
+        run.report
+            .mode
+            .or(run.journal.mode())
+            .or(self.migration.mode)
+            .unwrap_or(ActivationMode::Otaa)
+    }
+
+    /// Read-only: the activation mode, and with `--freeze-downlinks` the setting to restore.
+    fn detect(&self, run: &mut DeviceRun) -> Result<(), Failure> {
+        let detect = self.migration.detect(&run.device());
+        let output = self
+            .calls
+            .run(&detect)
+            .map_err(|e| Failure::call(&e, "detect the activation mode"))?;
+        let doc: Value = serde_json::from_slice(&output.stdout).map_err(|e| {
+            Failure::new(format!(
+                "ttn-lw-cli printed something that is not JSON ({e})"
+            ))
+        })?;
+        if let Some(problem) = crate::device::wrong_cluster(&doc, &output.stderr) {
+            return Err(Failure::new(format!(
+                "export refused, nothing was deleted: {problem}"
+            )));
+        }
+        let mode = self.migration.mode.unwrap_or(ActivationMode::of(&doc));
+        run.report.mode = Some(mode);
+        self.progress.note(&run.report.device_id, &mode.to_string());
+        let mut record = Record::new(Step::Detected).command(self.render(&detect), Some(0));
+        record.mode = Some(mode);
+        // What to restore after a freeze; an earlier freeze's value wins (the setting now may
+        // be ours).
+        if self.migration.freeze_downlinks && !run.journal.frozen() {
+            record.schedule_downlinks_before = Some(
                 crate::device::at(&doc, "mac_settings.schedule_downlinks").and_then(Value::as_bool),
             );
-            let mut record = Record::new(Step::Detected).command(self.render(&detect), Some(0));
-            record.mode = mode;
-            run.journal.append(record)?;
         }
-        let mode = mode.expect("set above");
-        run.report.mode = Some(mode);
-
-        if self.migration.freeze_downlinks && !run.journal.frozen() {
-            // Recorded first, with the setting to restore: a crash during the `set` then
-            // leaves a journal that restores the original rather than one that forgets it.
-            let freeze = self.migration.schedule_downlinks(&device, false);
-            let mut record = Record::new(Step::Frozen).command(self.render(&freeze), None);
-            record.schedule_downlinks_before = schedule_downlinks_before;
-            run.journal.append(record)?;
-            if let Err(e) = self.call(run, MigrationStep::Freeze, &freeze, true) {
-                return Err(
-                    self.unfreeze_after(run, explain(&e, "turn off downlinks on the source"))
-                );
-            }
-        }
-        self.save_export(run, mode)
-            .map_err(|stop| self.unfreeze_after(run, stop))
+        run.journal.append(record)?;
+        Ok(())
     }
 
-    /// The export itself: saved unchanged, validated, rewritten into the import document.
-    fn save_export(&self, run: &mut DeviceRun, mode: ActivationMode) -> Result<(), Stop> {
-        let device = run.report.device_id.clone();
-        let attempt = run.journal.count(Step::Exported) + 1;
-        let file_name = numbered("export", attempt);
-        let file = run.journal.dir().join(&file_name);
-        let export_call = self.migration.export(&device, mode, &file);
-        let output = self
-            .call(run, MigrationStep::Export, &export_call, true)
-            .map_err(|e| explain(&e, "export the device"))?;
-        // Saved unchanged before anything else happens: from here on it is the only copy
-        // that the tool controls.
-        write_durably(&file, &output.stdout)
-            .map_err(|e| Stop::new(format!("{e:#}; nothing was deleted")))?;
-        let mut record = Record::new(Step::Exported)
-            .command(self.render(&export_call), Some(0))
-            .file(&file_name);
-        record.mode = Some(mode);
+    /// Downlinks off on the source. Recorded first, with the setting to restore: a crash during
+    /// the `set` leaves a journal that restores the original rather than one that forgets it.
+    fn freeze(&self, run: &mut DeviceRun) -> Result<(), Failure> {
+        let freeze = self.migration.schedule_downlinks(&run.device(), false);
+        let before = match run.journal.frozen() {
+            true => run.journal.schedule_downlinks_before(),
+            false => run
+                .journal
+                .last(Step::Detected)
+                .and_then(|r| r.schedule_downlinks_before),
+        };
+        let mut record = Record::new(Step::Frozen).command(self.render(&freeze), None);
+        record.schedule_downlinks_before = Some(before.unwrap_or(None));
         run.journal.append(record)?;
-
-        let export = DeviceExport::parse(output.stdout)?;
-        run.report.session = Some(export.session_summary());
-        if let Err(problem) = export.validate(mode, &output.stderr) {
+        if let Err(e) = self.calls.run(&freeze) {
             return Err(
-                Stop::new(format!("export refused, nothing was deleted: {problem}"))
-                    .then("fix the cause named above, then run `resume` on the work directory"),
+                self.unfreeze_after(run, Failure::call(&e, "turn off downlinks on the source"))
             );
         }
+        Ok(())
+    }
+
+    /// The export itself, saved unchanged: from here on it is the only copy the tool controls.
+    fn export(&self, run: &mut DeviceRun) -> Result<(), Failure> {
+        let mode = self.mode(run);
+        run.report.mode = Some(mode);
+        let file_name = numbered("export", run.journal.count(Step::Exported) + 1);
+        let file = run.journal.dir().join(&file_name);
+        let export = self.migration.export(&run.device(), mode, &file);
+        let output = match self.calls.run(&export) {
+            Ok(output) => output,
+            Err(e) => {
+                let failure = Failure::call(&e, "export the device");
+                return Err(match failure.transient {
+                    true => failure,
+                    false => self.unfreeze_after(run, failure),
+                });
+            }
+        };
+        self.files
+            .write(&file, &output.stdout)
+            .map_err(|e| Failure::new(format!("{e:#}; nothing was deleted")))?;
+        let mut record = Record::new(Step::Exported)
+            .command(self.render(&export), Some(0))
+            .file(&file_name);
+        record.mode = Some(mode);
+        if !output.stderr.trim().is_empty() {
+            record.detail = Some(output.stderr.trim().to_string());
+        }
+        run.journal.append(record)?;
+        Ok(())
+    }
+
+    /// Checks the saved export and writes the import document next to it.
+    fn validate(&self, run: &mut DeviceRun) -> Result<(), Failure> {
+        let file = run.file(Step::Exported, "export")?;
+        let stderr = run
+            .journal
+            .last(Step::Exported)
+            .and_then(|r| r.detail.clone())
+            .unwrap_or_default();
+        let bytes = self.files.read(&file).map_err(|e| {
+            Failure::new(format!("could not read the export {}: {e}", file.display()))
+        })?;
+        let checked = DeviceExport::parse(bytes)
+            .map_err(Failure::from)
+            .and_then(|export| {
+                run.report.session = Some(export.session_summary());
+                export
+                    .validate(self.mode(run), &stderr)
+                    .map(|()| export)
+                    .map_err(|problem| {
+                        Failure::new(format!("export refused, nothing was deleted: {problem}"))
+                    })
+            });
+        let export = match checked {
+            Ok(export) => export,
+            Err(failure) => return Err(self.unfreeze_after(run, failure)),
+        };
         let rewrite = self
             .migration
             .rewrite_for_target(run.journal.schedule_downlinks_before());
-        let import_doc = rewrite.apply(&export.doc);
-        let import_name = numbered("import", attempt);
-        write_durably(&run.journal.dir().join(&import_name), &pretty(&import_doc))?;
+        let import_name = numbered("import", run.journal.count(Step::Exported));
+        let summary = export.session_summary();
+        self.progress.note(
+            &run.report.device_id,
+            &format!(
+                "export complete: DevAddr {}, FCnt up {}, down {}",
+                summary.dev_addr.as_deref().unwrap_or("-"),
+                summary.last_f_cnt_up,
+                summary.last_n_f_cnt_down
+            ),
+        );
+        self.progress.note(
+            &run.report.device_id,
+            &format!(
+                "rewrite {} into {}: {}",
+                file.display(),
+                run.journal.dir().join(&import_name).display(),
+                rewrite.describe()
+            ),
+        );
+        self.files.write(
+            &run.journal.dir().join(&import_name),
+            &pretty(&rewrite.apply(&export.doc)),
+        )?;
         run.journal.append(
             Record::new(Step::Validated)
                 .file(&import_name)
@@ -509,83 +550,96 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// After a failure before the delete: turns downlinks back on, keeping the first error.
-    fn unfreeze_after(&self, run: &mut DeviceRun, mut stop: Stop) -> Stop {
+    /// After a failure before the delete: downlinks back on, keeping the first error.
+    fn unfreeze_after(&self, run: &mut DeviceRun, mut failure: Failure) -> Failure {
         if let Err(also) = self.unfreeze(run) {
-            stop.error.push_str(&format!(
+            failure.error.push_str(&format!(
                 "; and downlinks stay off on the source: {}",
                 also.error
             ));
         }
-        stop
+        failure
     }
 
-    /// Turns downlinks back on at the source, if this run turned them off.
-    fn unfreeze(&self, run: &mut DeviceRun) -> Result<(), Stop> {
-        let Some(before) = run.journal.schedule_downlinks_before() else {
-            return Ok(());
-        };
+    /// Turns downlinks back on at the source, if this migration turned them off.
+    fn unfreeze(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         if !run.journal.frozen() {
             return Ok(());
         }
+        let before = run.journal.schedule_downlinks_before().flatten();
         let restore = self
             .migration
-            .schedule_downlinks(&run.report.device_id, before.unwrap_or(true));
-        self.call(run, MigrationStep::Freeze, &restore, true)
-            .map_err(|e| explain(&e, "turn downlinks back on at the source"))?;
+            .schedule_downlinks(&run.device(), before.unwrap_or(true));
+        self.calls
+            .run(&restore)
+            .map_err(|e| Failure::call(&e, "turn downlinks back on at the source"))?;
         run.journal
             .append(Record::new(Step::Unfrozen).command(self.render(&restore), Some(0)))?;
         Ok(())
     }
 
-    fn delete(&self, run: &mut DeviceRun) -> Result<(), Stop> {
-        let delete = self.migration.delete(&run.report.device_id);
+    fn delete(&self, run: &mut DeviceRun) -> Result<(), Failure> {
+        let delete = self.migration.delete(&run.device());
+        let line = self.render(&delete);
         run.journal
-            .append(Record::new(Step::DeleteStarted).command(self.render(&delete), None))?;
+            .append(Record::new(Step::DeleteStarted).command(line.clone(), None))?;
         run.delete_started = Some(Instant::now());
-        match self.call(run, MigrationStep::Delete, &delete, true) {
-            Ok(_) => run.journal.append(
-                Record::new(Step::DeletedFromSource).command(self.render(&delete), Some(0)),
-            )?,
-            // Gone already: an earlier attempt whose answer was lost, or someone else.
-            // Either way the saved export is the device now.
+        match self.calls.run(&delete) {
+            Ok(_) => run
+                .journal
+                .append(Record::new(Step::DeletedFromSource).command(line, Some(0)))?,
+            // Gone already: an earlier attempt whose answer was lost, or someone else. Either
+            // way the saved export is the device now.
             Err(e) if e.kind == ErrorKind::NotFound => run.journal.append(
                 Record::new(Step::DeletedFromSource)
-                    .command(self.render(&delete), e.exit_code)
+                    .command(line, e.exit_code)
                     .detail("already absent from the source"),
             )?,
-            Err(e) if !e.kind.is_transient() => {
-                run.journal.append(
-                    Record::new(Step::DeleteRefused)
-                        .command(self.render(&delete), e.exit_code)
-                        .detail(e.detail.clone()),
-                )?;
-                self.unfreeze(run)?;
-                return Err(explain(&e, "delete the device from the source"));
+            // No answer: `next` confirms with the source.
+            Err(e) if e.kind.is_transient() => {
+                return Err(Failure::call(&e, "delete the device from the source"))
             }
             Err(e) => {
-                return Err(Stop::new(format!(
-                    "the delete on the source did not complete ({}); the device may be partly deleted, and its export is safe in {}",
-                    e.detail,
-                    run.journal.dir().display()
-                )))
+                run.journal.append(
+                    Record::new(Step::DeleteRefused)
+                        .command(line, e.exit_code)
+                        .detail(e.detail.clone()),
+                )?;
+                return Err(self
+                    .unfreeze_after(run, Failure::call(&e, "delete the device from the source")));
             }
         }
         Ok(())
     }
 
-    /// One `create` on the target. Its outcome is checked with a `get` when the answer was
-    /// lost; it is never repeated blindly.
-    fn import(&self, run: &mut DeviceRun) -> Result<(), Stop> {
-        let device = run.report.device_id.clone();
+    /// An unanswered delete: is the device still on the source?
+    fn confirm_delete(&self, run: &mut DeviceRun) -> Result<(), Failure> {
+        let device = run.device();
+        if self.exists(&self.migration.exists_on_source(&device))? {
+            // Still there: a new attempt starts from a fresh export.
+            run.journal.append(
+                Record::new(Step::DeleteRefused).detail("the device is still on the source"),
+            )?;
+        } else {
+            run.journal.append(
+                Record::new(Step::DeletedFromSource).detail("confirmed absent from the source"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One `create` on the target. An unanswered one is confirmed by `next` with a `get`; it is
+    /// never repeated blindly.
+    fn import(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let import_file = run.file(Step::Validated, "import document")?;
         let import = self.migration.import(&import_file);
+        let line = self.render(&import);
         run.journal.append(
             Record::new(Step::ImportStarted)
-                .command(self.render(&import), None)
+                .command(line.clone(), None)
                 .file(file_name(&import_file)),
         )?;
-        let result = self.call(run, MigrationStep::Import, &import, false);
+        let result = self.calls.run(&import);
         if let Some(started) = run.delete_started {
             run.report.downtime_ms = Some(started.elapsed().as_millis() as u64);
         }
@@ -595,121 +649,99 @@ impl Runner<'_> {
                     .journal
                     .dir()
                     .join(numbered("created", run.journal.count(Step::ImportStarted)));
-                write_durably(&created, &output.stdout)?;
+                self.files.write(&created, &output.stdout)?;
                 run.journal.append(
                     Record::new(Step::Imported)
-                        .command(self.render(&import), Some(0))
+                        .command(line, Some(0))
                         .file(file_name(&created)),
                 )?;
                 Ok(())
             }
             Err(e) if e.kind == ErrorKind::AlreadyExists => {
                 // Ours from an earlier attempt, or somebody else's device?
-                match self
-                    .read_session(run, &self.migration.read_target(&device, self.mode(run)))?
-                {
-                    Some(found) if self.differences(run, &import_file, &found)?.is_empty() => {
-                        run.journal.append(
-                            Record::new(Step::Imported)
-                                .command(self.render(&import), e.exit_code)
-                                .detail("the target already holds this session"),
-                        )?;
-                        Ok(())
-                    }
-                    _ => {
-                        run.journal.append(
-                            Record::new(Step::ImportRefused)
-                                .command(self.render(&import), e.exit_code)
-                                .detail(e.detail.clone()),
-                        )?;
-                        Err(Stop::new(format!(
-                            "the target already has a device with this ID or these EUIs ({})",
-                            e.detail
-                        )))
-                    }
-                }
-            }
-            Err(e) if e.kind.is_transient() => {
-                // The answer was lost: ask the target before doing anything else.
-                let exists = self.exists(
-                    run,
-                    MigrationStep::Import,
-                    &self.migration.exists_on_target(&device),
-                )?;
-                if exists {
+                let read = self.migration.read_target(&run.device(), self.mode(run));
+                let ours = match self.read_session(&read)? {
+                    Some(found) => self.differences(run, &import_file, &found)?.is_empty(),
+                    None => false,
+                };
+                if ours {
                     run.journal.append(
                         Record::new(Step::Imported)
-                            .command(self.render(&import), e.exit_code)
-                            .detail(format!("found on the target after: {}", e.detail)),
+                            .command(line, e.exit_code)
+                            .detail("the target already holds this session"),
                     )?;
-                } else {
-                    run.journal.append(
-                        Record::new(Step::ImportRefused)
-                            .command(self.render(&import), e.exit_code)
-                            .detail(format!("absent from the target after: {}", e.detail)),
-                    )?;
-                    if run.journal.count(Step::ImportStarted) as u32 > self.retry.max_retries {
-                        return Err(Stop::new(format!("the import kept failing: {}", e.detail)).then(format!(
-                            "run `ttn-session-migrate resume {}` when the target is reachable, or `rollback` to put the device back on the source",
-                            self.work.path().display()
-                        )));
-                    }
-                    std::thread::sleep(
-                        self.retry
-                            .delay(run.journal.count(Step::ImportStarted) as u32 - 1),
-                    );
+                    return Ok(());
                 }
-                Ok(())
+                run.journal.append(
+                    Record::new(Step::ImportRefused)
+                        .command(line, e.exit_code)
+                        .detail(e.detail.clone()),
+                )?;
+                Err(Failure::new(format!(
+                    "the target already has a device with this ID or these EUIs ({})",
+                    e.detail
+                )))
+            }
+            Err(e) if e.kind.is_transient() => {
+                Err(Failure::call(&e, "import the device into the target"))
             }
             Err(e) => {
                 run.journal.append(
                     Record::new(Step::ImportRefused)
-                        .command(self.render(&import), e.exit_code)
+                        .command(line, e.exit_code)
                         .detail(e.detail.clone()),
                 )?;
-                Err(explain(&e, "import the device into the target"))
+                Err(Failure::call(&e, "import the device into the target"))
             }
         }
     }
 
-    fn mode(&self, run: &DeviceRun) -> ActivationMode {
-        run.report
-            .mode
-            .or(run.journal.mode())
-            .unwrap_or(ActivationMode::Otaa)
+    /// An unanswered import: ask the target.
+    fn confirm_import(&self, run: &mut DeviceRun) -> Result<(), Failure> {
+        if self.exists(&self.migration.exists_on_target(&run.device()))? {
+            run.journal.append(
+                Record::new(Step::Imported)
+                    .detail("found on the target after an unanswered import"),
+            )?;
+        } else {
+            run.journal.append(
+                Record::new(Step::ImportRefused).detail("confirmed absent from the target"),
+            )?;
+        }
+        Ok(())
     }
 
-    /// Compares the target's session with the import document.
-    fn verify(&self, run: &mut DeviceRun) -> Result<(), Stop> {
-        let device = run.report.device_id.clone();
+    /// Compares the target's session with the import document: `create`'s answer when there is
+    /// one, else a read-back.
+    fn verify(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let import_file = run.file(Step::ImportStarted, "import document")?;
-        let found = match run
+        let answered = run
             .journal
             .file_of(Step::Imported)
-            .and_then(|f| fs::read(f).ok())
-        {
-            Some(bytes) => serde_json::from_slice(&bytes).ok(),
-            None => None,
-        };
-        let found = match found {
+            .and_then(|f| self.files.read(&f).ok())
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+        let found = match answered {
             Some(found) => found,
-            None => match self
-                .read_session(run, &self.migration.read_target(&device, self.mode(run)))?
-            {
-                Some(found) => found,
-                None => {
-                    run.journal.append(
-                        Record::new(Step::ImportRefused)
-                            .detail("not found on the target during verification"),
-                    )?;
-                    return Ok(());
+            None => {
+                let read = self.migration.read_target(&run.device(), self.mode(run));
+                match self.read_session(&read)? {
+                    Some(found) => found,
+                    // The target confirmed the device, and now cannot find it: no answer to
+                    // act on. The device stays where the journal says.
+                    None => {
+                        let device = run.device();
+                        let error = match self.exists(&self.migration.exists_on_target(&device))? {
+                            true => "the target confirmed the import, then answered not found when its session was read back, then found it again; the device was not verified. `resume` verifies it again".to_string(),
+                            false => format!("the target confirmed the import and now answers not found: the device may have been deleted from the target. Check in the Console; its export is kept in {}, and `rollback` puts it back on the source", run.journal.dir().display()),
+                        };
+                        return Err(Failure::new(error).stuck());
+                    }
                 }
-            },
+            }
         };
-        self.progress.step(&device, MigrationStep::Verify);
         let differences = self.differences(run, &import_file, &found)?;
         if !differences.is_empty() {
-            return Err(Stop::new(format!(
+            return Err(Failure::new(format!(
                 "the target's session differs from the export in {}",
                 differences.join(", ")
             )));
@@ -723,38 +755,36 @@ impl Runner<'_> {
         run: &DeviceRun,
         import_file: &Path,
         found: &Value,
-    ) -> Result<Vec<String>, Stop> {
-        let imported: Value =
-            serde_json::from_slice(&fs::read(import_file).map_err(|e| {
-                Stop::new(format!("could not read {}: {e}", import_file.display()))
-            })?)
-            .map_err(|e| Stop::new(format!("{} is damaged: {e}", import_file.display())))?;
+    ) -> Result<Vec<String>, Failure> {
+        let bytes = self
+            .files
+            .read(import_file)
+            .map_err(|e| Failure::new(format!("could not read {}: {e}", import_file.display())))?;
+        let imported: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Failure::new(format!("{} is damaged: {e}", import_file.display())))?;
         Ok(session_differences(&imported, found, self.mode(run)))
     }
 
     /// `get` with the session; `None` when the device is not there.
-    fn read_session(
-        &self,
-        run: &mut DeviceRun,
-        invocation: &Invocation,
-    ) -> Result<Option<Value>, Stop> {
-        match self.call(run, MigrationStep::Verify, invocation, true) {
+    fn read_session(&self, invocation: &Invocation) -> Result<Option<Value>, Failure> {
+        match self.calls.run(invocation) {
             Ok(output) => serde_json::from_slice(&output.stdout)
                 .map(Some)
                 .map_err(|e| {
-                    Stop::new(format!(
+                    Failure::new(format!(
                         "ttn-lw-cli printed something that is not JSON ({e})"
                     ))
                 }),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(explain(&e, "read the device back")),
+            Err(e) => Err(Failure::call(&e, "read the device back")),
         }
     }
 
-    fn start_rollback(&self, run: &mut DeviceRun) -> Result<(), Stop> {
+    /// Writes the document that re-creates the device on the source, then starts the rollback.
+    fn start_rollback(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let export_file = run.file(Step::Exported, "export to roll back from")?;
-        let bytes = fs::read(&export_file).map_err(|e| {
-            Stop::new(format!(
+        let bytes = self.files.read(&export_file).map_err(|e| {
+            Failure::new(format!(
                 "could not read the saved export {}: {e}",
                 export_file.display()
             ))
@@ -765,32 +795,31 @@ impl Runner<'_> {
             .rewrite_for_source(run.journal.schedule_downlinks_before())
             .apply(&export.doc);
         let name = numbered("rollback", run.journal.count(Step::RollbackStarted) + 1);
-        write_durably(&run.journal.dir().join(&name), &pretty(&doc))?;
+        self.files
+            .write(&run.journal.dir().join(&name), &pretty(&doc))?;
         run.journal
             .append(Record::new(Step::RollbackStarted).file(&name))?;
         Ok(())
     }
 
     /// Re-creates the device on the source from the saved export.
-    fn recreate(&self, run: &mut DeviceRun) -> Result<(), Stop> {
-        let device = run.report.device_id.clone();
+    fn recreate(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let file = run.file(Step::RollbackStarted, "rollback document")?;
         let create = self.migration.recreate_on_source(&file);
-        match self.call(run, MigrationStep::Rollback, &create, false) {
+        match self.calls.run(&create) {
             Ok(_) => {}
             Err(e) if e.kind == ErrorKind::AlreadyExists || e.kind.is_transient() => {
                 // Maybe an earlier attempt got there: compare what the source holds.
-                let found =
-                    self.read_session(run, &self.migration.read_source(&device, self.mode(run)))?;
-                let same = match &found {
-                    Some(found) => self.differences(run, &file, found)?.is_empty(),
+                let read = self.migration.read_source(&run.device(), self.mode(run));
+                let same = match self.read_session(&read)? {
+                    Some(found) => self.differences(run, &file, &found)?.is_empty(),
                     None => false,
                 };
                 if !same {
-                    return Err(explain(&e, "re-create the device on the source"));
+                    return Err(Failure::call(&e, "re-create the device on the source"));
                 }
             }
-            Err(e) => return Err(explain(&e, "re-create the device on the source")),
+            Err(e) => return Err(Failure::call(&e, "re-create the device on the source")),
         }
         run.journal
             .append(Record::new(Step::RecreatedOnSource).command(self.render(&create), Some(0)))?;
@@ -798,22 +827,32 @@ impl Runner<'_> {
     }
 
     /// Removes our copy from the target (never somebody else's device), then closes the rollback.
-    fn finish_rollback(&self, run: &mut DeviceRun) -> Result<(), Stop> {
-        let device = run.report.device_id.clone();
+    fn finish_rollback(&self, run: &mut DeviceRun) -> Result<(), Failure> {
+        let device = run.device();
         if run.journal.may_be_on_target() {
             let import_file = run.journal.file_of(Step::ImportStarted);
-            let found =
-                self.read_session(run, &self.migration.read_target(&device, self.mode(run)))?;
+            let found = self.read_session(&self.migration.read_target(&device, self.mode(run)))?;
+            // A not-found that contradicts a confirmed import is believed only when a second
+            // read agrees: else the device could stay on both deployments.
+            if found.is_none()
+                && run.journal.last(Step::Imported).is_some()
+                && self.exists(&self.migration.exists_on_target(&device))?
+            {
+                return Err(Failure::new(
+                    "the target answered not found for the device, then found it; nothing was deleted from the target. Run the rollback again",
+                )
+                .stuck());
+            }
             let ours = match (&found, &import_file) {
                 (Some(found), Some(file)) => self.differences(run, file, found)?.is_empty(),
                 _ => false,
             };
-            if found.is_some() && ours {
+            if ours {
                 let delete = self.migration.delete_on_target(&device);
-                match self.call(run, MigrationStep::Rollback, &delete, true) {
+                match self.calls.run(&delete) {
                     Ok(_) => {}
                     Err(e) if e.kind == ErrorKind::NotFound => {}
-                    Err(e) => return Err(explain(&e, "delete the device from the target")),
+                    Err(e) => return Err(Failure::call(&e, "delete the device from the target")),
                 }
                 run.journal.append(
                     Record::new(Step::DeletedFromTarget).command(self.render(&delete), Some(0)),
@@ -833,7 +872,8 @@ impl Runner<'_> {
     }
 }
 
-fn numbered(stem: &str, attempt: usize) -> String {
+/// `export.json`, then `export.2.json`, … for later attempts.
+pub fn numbered(stem: &str, attempt: usize) -> String {
     if attempt <= 1 {
         format!("{stem}.json")
     } else {
@@ -853,19 +893,448 @@ fn pretty(doc: &Value) -> Vec<u8> {
     bytes
 }
 
-/// A failed call, in words that name the next step.
-fn explain(e: &CliError, what: &str) -> Stop {
-    let hint = match e.kind {
-        ErrorKind::Unauthenticated | ErrorKind::UnknownHost => {
-            " Log in again with `ttn-session-migrate login <PROFILE>`."
+/// Where a device is, for `resume`, `rollback` and `status`: its journal's position, or the
+/// start. A journal that does not replay says "unknown", never "on the source".
+pub fn position_of(work: &WorkDir, device: &str) -> anyhow::Result<Position> {
+    if !work.has_journal(device) {
+        return Ok(Position::START);
+    }
+    use anyhow::Context as _;
+    Ok(work
+        .journal(device)
+        .with_context(|| {
+            format!(
+                "device `{device}` is at an unknown place (journal damaged); {}",
+                NextStep::CheckConsole {
+                    export_dir: work.device_dir(device)
+                }
+            )
+        })?
+        .position())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The runner against a scripted ttn-lw-cli: two deployments in memory, and a fault at any
+    //! call. Every fault at every call of a migration, in milliseconds; the subprocess matrix in
+    //! `tests/resilience.rs` is the end-to-end check.
+
+    use super::*;
+    use crate::output::Progress;
+    use crate::profile::{Profile, ProfileConfig};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Fault {
+        /// A definite refusal: no effect.
+        Refused,
+        /// No answer: no effect.
+        Unanswered,
+        /// The effect happens; the answer is lost.
+        LostAnswer,
+        /// A read answers not found, whatever is there (a `delete` or `create` answering so
+        /// is taken at its word, as from the real servers; this fault leaves them alone).
+        NotFound,
+    }
+
+    const FAULTS: [Fault; 4] = [
+        Fault::Refused,
+        Fault::Unanswered,
+        Fault::LostAnswer,
+        Fault::NotFound,
+    ];
+
+    #[derive(Default)]
+    struct World {
+        source: HashMap<String, Value>,
+        target: HashMap<String, Value>,
+        calls: usize,
+        /// Faults at the n-th call (0-based).
+        faults: Vec<(usize, Fault)>,
+    }
+
+    /// ttn-lw-cli as a script: `get`, `set`, `delete`, `create` on two deployments.
+    struct Scripted {
+        world: Mutex<World>,
+    }
+
+    fn error(kind: ErrorKind, detail: &str) -> CliError {
+        CliError {
+            kind,
+            command: String::new(),
+            exit_code: Some(255),
+            error: None,
+            detail: detail.to_string(),
         }
-        ErrorKind::PermissionDenied => {
-            " The login lacks rights on the application: it needs RIGHT_APPLICATION_DEVICES_READ, RIGHT_APPLICATION_DEVICES_WRITE, RIGHT_APPLICATION_DEVICES_READ_KEYS and RIGHT_APPLICATION_DEVICES_WRITE_KEYS."
+    }
+
+    impl Calls for Scripted {
+        fn run(&self, invocation: &Invocation) -> Result<Output, CliError> {
+            let mut world = self.world.lock().unwrap();
+            let n = world.calls;
+            world.calls += 1;
+            let fault = world
+                .faults
+                .iter()
+                .find(|(at, _)| *at == n)
+                .map(|(_, f)| *f);
+            match fault {
+                Some(Fault::Refused) => {
+                    return Err(error(ErrorKind::PermissionDenied, "insufficient rights"))
+                }
+                Some(Fault::Unanswered) => {
+                    return Err(error(ErrorKind::Transport, "connection reset"))
+                }
+                Some(Fault::NotFound) if invocation.args[1] == "get" => {
+                    return Err(error(ErrorKind::NotFound, "not found"))
+                }
+                _ => {}
+            }
+            let on_target = invocation.config == Path::new("/cloud.yml");
+            let verb = invocation.args[1].clone();
+            let device = invocation
+                .args
+                .iter()
+                .position(|a| a == "--device-id")
+                .map(|i| invocation.args[i + 1].clone());
+            let deployment = match on_target {
+                true => &mut world.target,
+                false => &mut world.source,
+            };
+            let result = match verb.as_str() {
+                "get" => match deployment.get(device.as_deref().unwrap()) {
+                    Some(doc) => Ok(serde_json::to_vec(doc).unwrap()),
+                    None => Err(error(ErrorKind::NotFound, "not found")),
+                },
+                "set" => Ok(Vec::new()),
+                "delete" => match deployment.remove(device.as_deref().unwrap()) {
+                    Some(_) => Ok(Vec::new()),
+                    None => Err(error(ErrorKind::NotFound, "not found")),
+                },
+                "create" => {
+                    let crate::ttn_lw_cli::Stdin::File(file) = &invocation.stdin else {
+                        panic!("create without a document")
+                    };
+                    let doc: Value = serde_json::from_slice(&fs::read(file).unwrap()).unwrap();
+                    let id = doc["ids"]["device_id"].as_str().unwrap().to_string();
+                    match deployment.entry(id) {
+                        std::collections::hash_map::Entry::Occupied(_) => {
+                            Err(error(ErrorKind::AlreadyExists, "id taken"))
+                        }
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert(doc.clone());
+                            Ok(serde_json::to_vec(&doc).unwrap())
+                        }
+                    }
+                }
+                other => panic!("unexpected call {other}"),
+            };
+            if fault == Some(Fault::LostAnswer) {
+                return Err(error(ErrorKind::Transport, "answer lost"));
+            }
+            result.map(|stdout| Output {
+                stdout,
+                stderr: String::new(),
+            })
         }
-        ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::RateLimited => {
-            " The deployment did not answer; retry later with `resume`."
+
+        fn render(&self, invocation: &Invocation) -> String {
+            invocation.argv().join(" ")
         }
-        _ => "",
-    };
-    Stop::new(format!("could not {what}: {}.{hint}", e.detail))
+    }
+
+    struct Silent;
+
+    impl Progress for Silent {
+        fn step(&self, _: &str, _: &str) {}
+        fn retrying(&self, _: &str, _: &str, _: &str) {}
+        fn finished(&self, _: &DeviceReport) {}
+    }
+
+    fn device() -> Value {
+        let mut doc: Value =
+            serde_json::from_str(include_str!("../fixtures/devices/otaa-eu1.json")).unwrap();
+        doc["ids"]["device_id"] = Value::String("dev-1".into());
+        doc["ids"]["application_ids"]["application_id"] = Value::String("app-1".into());
+        doc
+    }
+
+    fn migration(freeze_downlinks: bool) -> Migration {
+        let profile = |label: &str, path: &str| Profile {
+            label: label.into(),
+            path: path.into(),
+            config: ProfileConfig::default(),
+        };
+        Migration {
+            source: profile("ce", "/ce.yml"),
+            target: profile("cloud", "/cloud.yml"),
+            application_id: "app-1".into(),
+            target_application_id: "app-1".into(),
+            mode: None,
+            freeze_downlinks,
+        }
+    }
+
+    struct Case {
+        calls: Scripted,
+        migration: Migration,
+        work: tempfile::TempDir,
+        files: Files,
+        interrupt: Interrupt,
+    }
+
+    impl Case {
+        fn new(faults: &[(usize, Fault)], freeze_downlinks: bool) -> Case {
+            let mut world = World {
+                faults: faults.to_vec(),
+                ..World::default()
+            };
+            world.source.insert("dev-1".into(), device());
+            Case {
+                calls: Scripted {
+                    world: Mutex::new(world),
+                },
+                migration: migration(freeze_downlinks),
+                work: tempfile::tempdir().unwrap(),
+                files: Files::Disk,
+                interrupt: Interrupt::default(),
+            }
+        }
+
+        fn run(&self, goal: Goal, rollback_on_failure: bool) -> (DeviceReport, Position) {
+            let runner = Runner {
+                calls: &self.calls,
+                migration: &self.migration,
+                work: self.work.path(),
+                files: &self.files,
+                retry: RetryPolicy {
+                    max_retries: 2,
+                    base: Duration::ZERO,
+                    cap: Duration::ZERO,
+                },
+                interrupt: &self.interrupt,
+                progress: &Silent,
+                rollback_on_failure,
+            };
+            let report = runner.run_device("dev-1", goal);
+            let position = WorkDir::journal_in(self.work.path(), "dev-1")
+                .map(|j| j.position())
+                .unwrap_or(Position::START);
+            (report, position)
+        }
+
+        fn clear_fault(&self) {
+            self.calls.world.lock().unwrap().faults.clear();
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.world.lock().unwrap().calls
+        }
+
+        /// Where the device is: (on the source, on the target).
+        fn whereabouts(&self) -> (bool, bool) {
+            let world = self.calls.world.lock().unwrap();
+            (
+                world.source.contains_key("dev-1"),
+                world.target.contains_key("dev-1"),
+            )
+        }
+    }
+
+    /// The journal's place is consistent with where the device really is.
+    fn truthful(place: Place, on_source: bool, on_target: bool) -> bool {
+        match place {
+            Place::OnSource
+            | Place::Detected
+            | Place::Frozen
+            | Place::Exported
+            | Place::Validated
+            | Place::RolledBack => on_source && !on_target,
+            Place::MaybeDeleted => !on_target,
+            Place::ExportOnly => !on_source && !on_target,
+            Place::MaybeImported => !on_source,
+            Place::Imported | Place::Migrated => on_target && !on_source,
+            Place::MaybeRecreated => true,
+            Place::Recreated => on_source,
+        }
+    }
+
+    #[test]
+    fn a_clean_run_migrates_with_four_calls() {
+        let case = Case::new(&[], false);
+        let (report, position) = case.run(Goal::Migrate, true);
+        assert_eq!(report.outcome, Outcome::Migrated, "{report:?}");
+        assert_eq!(position.place, Place::Migrated);
+        assert_eq!(case.whereabouts(), (false, true));
+        assert_eq!(case.calls(), 4);
+        let labels: Vec<&str> = report.steps.iter().map(|s| s.step).collect();
+        assert_eq!(
+            labels,
+            [
+                "detect",
+                "export",
+                "check export",
+                "delete from source",
+                "import into target",
+                "verify"
+            ]
+        );
+    }
+
+    /// Every fault at every call, with and without rollback-on-failure and downlink freezing:
+    /// the device is never lost or doubled, the run says truthfully where it is, and a second
+    /// run without the fault (`resume`) finishes it: migrated, or back on the source.
+    #[test]
+    fn every_fault_at_every_call_leaves_a_truthful_journal_and_resume_finishes() {
+        let mut cases = 0;
+        for freeze in [false, true] {
+            let clean = Case::new(&[], freeze);
+            clean.run(Goal::Migrate, true);
+            let calls = clean.calls();
+            for at in 0..calls + 3 {
+                for fault in FAULTS {
+                    for rollback_on_failure in [false, true] {
+                        cases += 1;
+                        let label = format!(
+                            "{fault:?} at call {at}, freeze {freeze}, rollback {rollback_on_failure}"
+                        );
+                        let case = Case::new(&[(at, fault)], freeze);
+                        let original = device();
+                        let (first, position) = case.run(Goal::Migrate, rollback_on_failure);
+                        let (on_source, on_target) = case.whereabouts();
+                        assert!(
+                            on_source || on_target || position.place == Place::ExportOnly,
+                            "{label}: lost with the journal at {position:?}"
+                        );
+                        assert!(
+                            !(on_source && on_target) || position.place == Place::Recreated,
+                            "{label}: on both deployments at {position:?}"
+                        );
+                        assert!(
+                            truthful(position.place, on_source, on_target),
+                            "{label}: journal says {position:?}, source {on_source}, target {on_target}"
+                        );
+                        assert_eq!(first.location, position.describe(), "{label}");
+                        if first.outcome == Outcome::Failed {
+                            assert!(first.next_action.is_some(), "{label}: no next step");
+                        }
+
+                        case.clear_fault();
+                        let (second, position) = case.run(Goal::Migrate, rollback_on_failure);
+                        let (on_source, on_target) = case.whereabouts();
+                        match position.place {
+                            Place::Migrated => {
+                                assert_eq!((on_source, on_target), (false, true), "{label}")
+                            }
+                            Place::RolledBack => {
+                                assert_eq!((on_source, on_target), (true, false), "{label}")
+                            }
+                            other => panic!("{label}: resume ended at {other:?}: {second:?}"),
+                        }
+                        assert!(!position.frozen, "{label}: downlinks left off");
+                        let world = case.calls.world.lock().unwrap();
+                        let found = world
+                            .source
+                            .get("dev-1")
+                            .or(world.target.get("dev-1"))
+                            .unwrap();
+                        assert_eq!(
+                            found["session"], original["session"],
+                            "{label}: session changed"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(cases > 100, "{cases}");
+    }
+
+    /// `rollback` of a migrated device with every fault at every call: never lost, never on
+    /// both deployments once done, and a second `rollback` finishes it.
+    #[test]
+    fn every_fault_during_a_rollback_and_a_second_rollback_finishes() {
+        let clean = Case::new(&[], false);
+        clean.run(Goal::Migrate, true);
+        let migrated_calls = clean.calls();
+        clean.run(Goal::Rollback, false);
+        let rollback_calls = clean.calls() - migrated_calls;
+        assert_eq!(clean.whereabouts(), (true, false));
+        for at in migrated_calls..migrated_calls + rollback_calls + 2 {
+            for fault in FAULTS {
+                let label = format!("{fault:?} at call {at}");
+                let case = Case::new(&[(at, fault)], false);
+                let (migrated, _) = case.run(Goal::Migrate, true);
+                assert_eq!(migrated.outcome, Outcome::Migrated, "{label}");
+                let (first, position) = case.run(Goal::Rollback, false);
+                let (on_source, on_target) = case.whereabouts();
+                assert!(on_source || on_target, "{label}: lost");
+                assert!(
+                    truthful(position.place, on_source, on_target),
+                    "{label}: journal says {position:?}, source {on_source}, target {on_target}"
+                );
+                assert_eq!(first.location, position.describe(), "{label}");
+                case.clear_fault();
+                let (second, position) = case.run(Goal::Rollback, false);
+                assert_eq!(position.place, Place::RolledBack, "{label}: {second:?}");
+                assert_eq!(case.whereabouts(), (true, false), "{label}");
+            }
+        }
+    }
+
+    /// Progress labels come from the action: the read-backs of a rollback are "roll back".
+    #[test]
+    fn a_rollback_shows_as_rollback() {
+        let case = Case::new(&[], false);
+        case.run(Goal::Migrate, true);
+        let before = case.calls();
+        let (report, position) = case.run(Goal::Rollback, false);
+        assert_eq!(report.outcome, Outcome::RolledBack);
+        assert_eq!(position.place, Place::RolledBack);
+        // Re-create, read the target back, delete it there.
+        assert_eq!(case.calls() - before, 3);
+        let labels: Vec<&str> = report.steps.iter().map(|s| s.step).collect();
+        assert_eq!(labels, ["roll back"]);
+    }
+
+    /// A journal that does not replay: the device is at an unknown place, never "on the
+    /// source", and nothing runs.
+    #[test]
+    fn a_damaged_journal_is_unknown_and_nothing_runs() {
+        let case = Case::new(&[], false);
+        let dir = case.work.path().join("dev-1");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("journal.json"),
+            r#"{"format":2,"records":[{"step":"imported","at":"x"}]}"#,
+        )
+        .unwrap();
+        let (report, _) = case.run(Goal::Migrate, true);
+        assert_eq!(report.outcome, Outcome::Failed);
+        assert_eq!(report.location, "unknown: journal damaged");
+        assert_eq!(
+            report.next_action,
+            Some(NextStep::CheckConsole { export_dir: dir })
+        );
+        assert!(report.error.unwrap().contains("is damaged"));
+        assert_eq!(case.calls(), 0);
+    }
+
+    /// Issue 9: `create`'s answer is lost, the `get` confirms the import, the read-back answers
+    /// not found. The device is on the target, and the journal says so.
+    #[test]
+    fn a_not_found_read_back_after_a_confirmed_import_stays_on_the_target() {
+        // Calls: detect 0, export 1, delete 2, create 3 (lost), confirm 4, read-back 5.
+        let case = Case::new(&[(3, Fault::LostAnswer), (5, Fault::NotFound)], false);
+        let (first, position) = case.run(Goal::Migrate, true);
+        assert_eq!(first.outcome, Outcome::Failed);
+        assert_eq!(position.place, Place::Imported);
+        assert_eq!(first.location, "on the target (not yet verified)");
+        assert!(matches!(
+            first.next_action,
+            Some(NextStep::ResumeOrRollback { .. })
+        ));
+        assert_eq!(case.whereabouts(), (false, true));
+        let (second, position) = case.run(Goal::Migrate, true);
+        assert_eq!(second.outcome, Outcome::Migrated, "{second:?}");
+        assert_eq!(position.place, Place::Migrated);
+    }
 }

@@ -16,11 +16,29 @@ use anyhow::{bail, Context, Result};
 pub const MIN_VERSION: Version = Version(3, 12, 0);
 
 /// Environment the tool sets on every call. Environment variables rather than flags, so that an
-/// older CLI does not fail on a flag it does not know.
-pub const FIXED_ENV: [(&str, &str); 2] = [
+/// older CLI does not fail on a flag it does not know. The log format and level are pinned (they
+/// override a hand-written profile's `log:` section): the tool reads the CLI's `LEVEL<TAB>msg`
+/// console lines, and a `WARN Deselecting …` line must not be filtered out.
+pub const FIXED_ENV: [(&str, &str); 4] = [
     ("TTN_LW_SKIP_VERSION_CHECK", "true"),
     ("TTN_LW_TELEMETRY_ENABLE", "false"),
+    ("TTN_LW_LOG_FORMAT", "console"),
+    ("TTN_LW_LOG_LEVEL", "info"),
 ];
+
+/// Variables of the operator's terminal that change the CLI's output: `COLORTERM` makes its
+/// logger colour the levels even when stderr is a pipe (`pkg/log/zap_handler.go`), which would
+/// hide its `ERROR` lines from the tool (real-cli-audit.md P4).
+pub const SCRUBBED_ENV: [&str; 1] = ["COLORTERM"];
+
+/// The command the `ttn-lw-stack` snap installs (`/snap/bin/ttn-lw-stack.ttn-lw-cli`); `sudo snap
+/// alias ttn-lw-stack.ttn-lw-cli ttn-lw-cli` adds the short name as a symlink to it.
+pub const SNAP_COMMAND: &str = "ttn-lw-stack.ttn-lw-cli";
+
+/// Under the home directory: the snap's own directory, which the confined CLI may read and write
+/// (it may not open hidden folders of home, like `~/.config` where profiles live, nor the
+/// caller's `/tmp`).
+pub const SNAP_SHARED_DIR: &str = "snap/ttn-lw-stack/common/ttn-session-migrate";
 
 /// How long one call may take before it is treated as hung.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -36,6 +54,8 @@ pub struct TtnLwCli {
     timeout: Duration,
     echo: bool,
     version: std::sync::OnceLock<Version>,
+    /// The confined `ttn-lw-stack` snap: where it may read profiles (see [`SNAP_SHARED_DIR`]).
+    snap: Option<PathBuf>,
 }
 
 /// Where the binary may come from, in the order it is looked for.
@@ -62,7 +82,7 @@ impl Locator<'_> {
             return TtnLwCli::at(Path::new(path), "TTN_LW_CLI");
         }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        for name in ["ttn-lw-cli", "tti-lw-cli"] {
+        for name in ["ttn-lw-cli", "tti-lw-cli", SNAP_COMMAND] {
             if let Ok(path) = which::which_in(name, self.search_path.as_ref(), &cwd) {
                 let mut cli = TtnLwCli::new(path, name.to_string());
                 cli.found_via = format!("{name} on PATH");
@@ -71,7 +91,7 @@ impl Locator<'_> {
         }
         bail!(
             "ttn-lw-cli was not found: looked at --ttn-lw-cli, the TTN_LW_CLI environment variable, \
-             and for `ttn-lw-cli` and `tti-lw-cli` on PATH.\n\
+             and for `ttn-lw-cli`, `tti-lw-cli` and `ttn-lw-stack.ttn-lw-cli` (the snap) on PATH.\n\
              Install The Things Stack CLI (https://www.thethingsindustries.com/docs/concepts/features/cli/installing-cli/), \
              e.g. `sudo snap install ttn-lw-stack` or the release archive, then pass its path with --ttn-lw-cli PATH \
              or set TTN_LW_CLI=PATH"
@@ -81,6 +101,9 @@ impl Locator<'_> {
 
 impl TtnLwCli {
     fn new(path: PathBuf, display: String) -> Self {
+        let snap = is_snap(&path)
+            .then(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(SNAP_SHARED_DIR)))
+            .flatten();
         TtnLwCli {
             path,
             display,
@@ -88,7 +111,70 @@ impl TtnLwCli {
             timeout: DEFAULT_TIMEOUT,
             echo: false,
             version: std::sync::OnceLock::new(),
+            snap,
         }
+    }
+
+    /// Where the confined `ttn-lw-stack` snap is handed profiles, if this is the snap.
+    pub fn snap_shared_dir(&self) -> Option<&Path> {
+        self.snap.as_deref()
+    }
+
+    /// A private directory the CLI can work in (`use` writes its file there): in the snap's
+    /// shared directory for the snap, else in the system's temporary directory.
+    pub fn scratch_dir(&self) -> std::io::Result<tempfile::TempDir> {
+        match &self.snap {
+            Some(shared) => {
+                std::fs::create_dir_all(shared)?;
+                tempfile::Builder::new()
+                    .prefix("scratch-")
+                    .tempdir_in(shared)
+            }
+            None => tempfile::tempdir(),
+        }
+    }
+
+    /// The config file the CLI is given: for the snap, a copy in its shared directory (a
+    /// non-hidden name, mode 0600), refreshed on every call.
+    fn readable_config(&self, config: &Path) -> PathBuf {
+        let Some(shared) = &self.snap else {
+            return config.to_path_buf();
+        };
+        if config.starts_with(shared) {
+            return config.to_path_buf();
+        }
+        let Ok(content) = std::fs::read(config) else {
+            return config.to_path_buf();
+        };
+        let stem = config
+            .file_stem()
+            .map(|s| s.to_string_lossy().trim_start_matches('.').to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "config".to_string());
+        let copy = shared.join("profiles").join(format!(
+            "{stem}-{:08x}.yml",
+            fnv1a(config.as_os_str().as_encoded_bytes()) as u32
+        ));
+        let written = copy
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| write_private(&copy, &content));
+        match written {
+            Ok(()) => copy,
+            Err(_) => config.to_path_buf(),
+        }
+    }
+
+    /// The arguments as the CLI gets them (the config file possibly handed over for the snap).
+    fn argv_for(&self, invocation: &Invocation) -> Vec<String> {
+        let mut argv = invocation.argv();
+        if self.snap.is_some() {
+            argv[1] = self
+                .readable_config(&invocation.config)
+                .display()
+                .to_string();
+        }
+        argv
     }
 
     fn at(path: &Path, via: &str) -> Result<Self> {
@@ -104,7 +190,9 @@ impl TtnLwCli {
                 path.display()
             );
         }
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        // Absolute, but symlinks kept: the snap's `/snap/bin/…` links to `/usr/bin/snap`, which
+        // tells the snap from the name it was started by.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let display = path.display().to_string();
         let mut cli = TtnLwCli::new(path, display);
         cli.found_via = via.to_string();
@@ -192,7 +280,7 @@ impl TtnLwCli {
         if self.echo {
             eprintln!("$ {rendered}");
         }
-        let mut expression = duct::cmd(&self.path, invocation.argv())
+        let mut expression = duct::cmd(&self.path, self.argv_for(invocation))
             .stdout_capture()
             .stderr_capture()
             .unchecked()
@@ -207,6 +295,12 @@ impl TtnLwCli {
         }
         expression = match &invocation.stdin {
             Stdin::Null => expression.stdin_null(),
+            // The snap gets the document through a pipe: AppArmor would replace an inherited
+            // file it may not open (the work directory, /tmp) with a null device.
+            Stdin::File(path) if self.snap.is_some() => match std::fs::read(path) {
+                Ok(bytes) => expression.stdin_bytes(bytes),
+                Err(_) => expression.stdin_path(path),
+            },
             Stdin::File(path) => expression.stdin_path(path),
         };
         expression = scrub_environment(expression);
@@ -254,7 +348,7 @@ impl TtnLwCli {
         }
         // Standard input, output and error stay the terminal's; same process group, so the
         // browser flow and a pasted code reach ttn-lw-cli.
-        let status = scrub_environment(duct::cmd(&self.path, invocation.argv()))
+        let status = scrub_environment(duct::cmd(&self.path, self.argv_for(invocation)))
             .unchecked()
             .run()
             .with_context(|| format!("could not start `{rendered}`"))?
@@ -290,10 +384,11 @@ impl TtnLwCli {
 }
 
 /// Removes every inherited `TTN_LW_*` variable (they would override the profile's config file)
-/// and sets [`FIXED_ENV`].
+/// and [`SCRUBBED_ENV`], and sets [`FIXED_ENV`].
 fn scrub_environment(mut expression: duct::Expression) -> duct::Expression {
     for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("TTN_LW_") {
+        let name = key.to_string_lossy();
+        if name.starts_with("TTN_LW_") || SCRUBBED_ENV.contains(&name.as_ref()) {
             expression = expression.env_remove(key);
         }
     }
@@ -301,6 +396,47 @@ fn scrub_environment(mut expression: duct::Expression) -> duct::Expression {
         expression = expression.env(key, value);
     }
     expression
+}
+
+/// Whether a binary is the `ttn-lw-stack` snap: its command name, a path under `/snap/`, or a
+/// symlink (chain) to one of them or to `/usr/bin/snap` (how `/snap/bin` commands and
+/// `snap alias` names are made).
+pub fn is_snap(path: &Path) -> bool {
+    let mut current = path.to_path_buf();
+    for _ in 0..8 {
+        let named_snap = current.file_name().is_some_and(|name| name == SNAP_COMMAND);
+        if named_snap || current.starts_with("/snap/") || current == Path::new("/usr/bin/snap") {
+            return true;
+        }
+        let Ok(target) = std::fs::read_link(&current) else {
+            return false;
+        };
+        current = match current.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    false
+}
+
+/// Writes a file readable only by its owner.
+fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content)
+}
+
+/// FNV-1a: a short, stable name for a profile's copy.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// POSIX shell quoting of one word.
@@ -404,13 +540,19 @@ impl fmt::Display for Version {
 /// What kind of failure a call ended in; callers decide on retry and rollback from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// The end device does not exist (`end_device_not_found`, or a registry's `not_found`):
+    /// the only failure that means "absent".
     NotFound,
+    /// `pkg/identityserver/store:application_not_found`: the application does not exist.
+    ApplicationNotFound,
     AlreadyExists,
+    /// No valid credential: not logged in, an unknown or expired API key, a wrong secret, or an
+    /// OAuth access token the server no longer has (`token_not_found`).
     Unauthenticated,
     UnknownHost,
     PermissionDenied,
-    /// Connection refused, unavailable, deadline exceeded: the call may not have reached the
-    /// server, or its answer was lost.
+    /// Connection refused, unavailable, deadline exceeded, a lost connection, a database that is
+    /// down: the call may not have reached the server, or its answer was lost.
     Transport,
     RateLimited,
     /// The call did not answer within the timeout and was killed.
@@ -422,44 +564,82 @@ pub enum ErrorKind {
     Other,
 }
 
+/// Namespaces whose `not_found` is an end device missing from a registry (NS, AS, JS and the
+/// stores behind them).
+const DEVICE_REGISTRY_NAMESPACES: [&str; 4] = [
+    "pkg/networkserver",
+    "pkg/applicationserver",
+    "pkg/joinserver",
+    "pkg/util/store",
+];
+
+/// Texts of transport failures that carry no The Things Stack error name: plain dial errors
+/// (v3.32.1) and gRPC statuses without details printed as `error:unknown:unknown (…)`
+/// (`pkg/errors/grpc.go`; real-cli-audit.md E6).
+const TRANSPORT_TEXTS: [&str; 15] = [
+    "connection refused",
+    "i/o timeout",
+    "no such host",
+    "transport",
+    "connection reset",
+    "error reading from server",
+    "unexpected eof",
+    "context deadline exceeded",
+    "connection is draining",
+    "name resolver error",
+    "service unavailable",
+    "bad gateway",
+    "gateway timeout",
+    "code = unavailable",
+    "code = deadlineexceeded",
+];
+
 impl ErrorKind {
     /// Worth repeating after a pause, if the step is safe to repeat.
     pub fn is_transient(self) -> bool {
         matches!(self, Self::Transport | Self::RateLimited | Self::Timeout)
     }
 
-    fn classify(name: &str, first_line: &str) -> ErrorKind {
+    fn classify(error: Option<&TtsError>, first_line: &str) -> ErrorKind {
+        let (namespace, name) = error.map_or(("", ""), |e| (e.namespace.as_str(), e.name.as_str()));
         match name {
-            "id_taken" | "end_device_euis_taken" | "already_exists" => Self::AlreadyExists,
-            "unknown_host" => Self::UnknownHost,
-            "unauthenticated" | "api_key_not_found" | "token_expired" | "oauth_token_expired" => {
-                Self::Unauthenticated
+            "id_taken" | "end_device_euis_taken" | "already_exists" | "eui_taken" => {
+                Self::AlreadyExists
             }
+            "unknown_host" => Self::UnknownHost,
+            "unauthenticated"
+            | "api_key_not_found"
+            | "api_key_expired"
+            | "invalid_authorization"
+            | "token_not_found"
+            | "token_expired" => Self::Unauthenticated,
             "no_application_rights" | "permission_denied" => Self::PermissionDenied,
             n if n.starts_with("insufficient_") => Self::PermissionDenied,
-            "unavailable" | "deadline_exceeded" | "connection_refused" | "canceled" => {
-                Self::Transport
+            // pkg/errors/conversion.go, pkg/util/store/error.go.
+            "context_deadline_exceeded" | "database_unavailable" => Self::Transport,
+            n if namespace == "pkg/errors" && n.starts_with("net_") => Self::Transport,
+            "rate_limit_exceeded" => Self::RateLimited,
+            "field_value" | "validation" | "json_token" => Self::Invalid,
+            "end_device_not_found" => Self::NotFound,
+            "not_found"
+                if DEVICE_REGISTRY_NAMESPACES
+                    .iter()
+                    .any(|ns| namespace == *ns || namespace.starts_with(&format!("{ns}/"))) =>
+            {
+                Self::NotFound
             }
-            "rate_limit_exceeded" | "resource_exhausted" => Self::RateLimited,
-            "field_value" | "validation" | "json_token" | "invalid_argument" => Self::Invalid,
-            n if n.ends_with("not_found") => Self::NotFound,
+            "application_not_found" => Self::ApplicationNotFound,
+            n if n.ends_with("not_found") => Self::Other,
             n if n.starts_with("invalid_") || n.ends_with("_mismatch") => Self::Invalid,
             // Plain errors, and gRPC statuses without TTS details (`error:unknown:unknown`):
             // judge by the text.
-            _ => {
+            n if n.is_empty() || namespace == "unknown" => {
                 let lower = first_line.to_ascii_lowercase();
                 if lower.starts_with("oauth2:") {
                     Self::Unauthenticated
-                } else if [
-                    "connection refused",
-                    "i/o timeout",
-                    "no such host",
-                    "transport",
-                    "connection reset",
-                ]
-                .iter()
-                .any(|needle| lower.contains(needle))
-                {
+                } else if lower.contains("code = resourceexhausted") {
+                    Self::RateLimited
+                } else if TRANSPORT_TEXTS.iter().any(|needle| lower.contains(needle)) {
                     Self::Transport
                 } else if lower.starts_with("unknown flag")
                     || lower.starts_with("unknown shorthand flag")
@@ -472,6 +652,7 @@ impl ErrorKind {
                     Self::Other
                 }
             }
+            _ => Self::Other,
         }
     }
 }
@@ -536,8 +717,7 @@ impl CliError {
             .or_else(|| stderr.lines().map(str::trim).find(|l| !is_log_line(l)))
             .unwrap_or("")
             .to_string();
-        let name = error.as_ref().map_or("", |e| e.name.as_str());
-        let mut kind = ErrorKind::classify(name, &first_line);
+        let mut kind = ErrorKind::classify(error.as_deref(), &first_line);
         if exit_code == Some(130) && error.is_none() {
             kind = ErrorKind::Transport;
         }
@@ -620,10 +800,6 @@ mod tests {
             ErrorKind::RateLimited
         );
         assert_eq!(
-            kind("error:pkg/errors:unavailable (service unavailable)"),
-            ErrorKind::Transport
-        );
-        assert_eq!(
             kind("rpc error: dial tcp 1.2.3.4:8884: i/o timeout"),
             ErrorKind::Transport
         );
@@ -634,6 +810,72 @@ mod tests {
         );
         assert_eq!(kind("error:unknown:unknown (connection error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:8884: connect: connection refused\")"), ErrorKind::Transport);
         assert_eq!(kind(""), ErrorKind::Other);
+    }
+
+    // real-cli-audit.md E1/D4: only a device that is not found means "absent".
+    #[test]
+    fn only_a_missing_device_is_not_found() {
+        let kind = |stderr: &str| CliError::from_failure("x".into(), Some(255), stderr).kind;
+        assert_eq!(
+            kind("error:pkg/identityserver:token_not_found (access token not found)"),
+            ErrorKind::Unauthenticated
+        );
+        assert_eq!(
+            kind("error:pkg/identityserver/store:application_not_found (application with id `a` not found)\n    application_id=a"),
+            ErrorKind::ApplicationNotFound
+        );
+        for other in [
+            "error:pkg/identityserver/store:user_not_found (user with id `u` not found)",
+            "error:pkg/identityserver/store:client_not_found (client with id `cli` not found)",
+            "error:pkg/frequencyplans:not_found (frequency plan `EU` not found)",
+        ] {
+            assert_eq!(kind(other), ErrorKind::Other, "{other}");
+        }
+        assert_eq!(
+            kind("error:pkg/identityserver/gormstore:end_device_not_found (end device with id `d` not found in application with id `a`)"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind("error:pkg/networkserver:not_found (end device not found)"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind("error:pkg/identityserver:invalid_authorization (invalid authorization)"),
+            ErrorKind::Unauthenticated
+        );
+        assert_eq!(
+            kind("error:pkg/identityserver:api_key_expired (API key expired)"),
+            ErrorKind::Unauthenticated
+        );
+    }
+
+    // real-cli-audit.md E6/E7: the transient failures as the real CLI prints them.
+    #[test]
+    fn transient_failures_are_recognised_by_their_real_names_and_texts() {
+        let kind = |stderr: &str| CliError::from_failure("x".into(), Some(255), stderr).kind;
+        for transport in [
+            "error:unknown:unknown (error reading from server: EOF)",
+            "error:pkg/errors:context_deadline_exceeded (context deadline exceeded)",
+            "error:pkg/util/store:database_unavailable (database unavailable)",
+            "error:unknown:unknown (the connection is draining)",
+            "error:unknown:unknown (name resolver error: produced zero addresses)",
+            "error:unknown:unknown (unexpected HTTP status code received from server: 503 (Service Unavailable))",
+            "error:unknown:unknown (rpc error: code = Unavailable desc = )",
+            "context deadline exceeded",
+            "dial tcp 1.2.3.4:8884: connect: connection refused",
+            "error:pkg/errors:net_operation (net operation failed)",
+        ] {
+            assert_eq!(kind(transport), ErrorKind::Transport, "{transport}");
+        }
+        assert_eq!(
+            kind("error:pkg/ratelimit:rate_limit_exceeded (rate limit of `10` accesses per minute exceeded for resource `k`)\n    key=k\n    rate=10"),
+            ErrorKind::RateLimited
+        );
+        // The fictional shapes the tool used to look for are not special any more.
+        assert_eq!(
+            kind("error:pkg/rpcclient:unavailable (service unavailable)"),
+            ErrorKind::Other
+        );
     }
 
     #[test]

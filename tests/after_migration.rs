@@ -98,8 +98,11 @@ fn gateways_says_when_the_target_login_cannot_read_a_gateway_connection() {
     // An API key of the application: gateways are readable, their connection is not.
     env.state.set_deployment(
         CLOUD,
-        ttn_lw_cli_double::DeploymentSettings::default()
-            .api_key("NNSXS.CLOUD.SECRET", &["RIGHT_APPLICATION_ALL"]),
+        ttn_lw_cli_double::DeploymentSettings::default().application_key(
+            "NNSXS.CLOUD.SECRET",
+            APP,
+            &["RIGHT_APPLICATION_ALL"],
+        ),
     );
     env.run(&["gateways", "app-1", "dev-1"])
         .success()

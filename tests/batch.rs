@@ -179,6 +179,39 @@ fn a_report_that_cannot_be_written_stops_the_run_before_anything_changes() {
 }
 
 #[test]
+fn resume_checks_its_report_before_anything_runs() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 1);
+    env.state.add_fault(
+        Fault::error(
+            "end-devices create",
+            "pkg/networkserver",
+            "field_value",
+            "invalid value of field `mac_state`",
+        )
+        .on(CLOUD)
+        .nth(1),
+    );
+    env.run(&[
+        "migrate",
+        "app-1",
+        "dev-1",
+        "--no-rollback",
+        "--work-dir",
+        "w",
+        "--yes",
+    ])
+    .failure();
+    let calls = env.state.calls().len();
+    env.run(&["resume", "w", "--report", "missing/report.json"])
+        .failure()
+        .stderr_has("the directory of the report file missing/report.json does not exist")
+        .clean_errors();
+    assert_eq!(env.state.calls().len(), calls, "a command ran");
+    assert!(env.on_cloud("dev-1").is_none());
+}
+
+#[test]
 fn selection_methods_exclude_each_other() {
     let env = Env::new().with_profiles();
     for args in [

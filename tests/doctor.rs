@@ -82,6 +82,7 @@ fn a_ttn_lw_cli_before_the_pending_state_fix_is_a_warning() {
         .success()
         .stdout_has("! ttn-lw-cli 3.20.0 at ")
         .stdout_has("lorawan-stack #5926")
+        .stdout_has("; --freeze-downlinks needs 3.21.0 or newer; the gateway check cannot read the target's DevAddr prefixes before 3.21.2")
         .stdout_has("Ready to migrate: no problems, 1 warning.")
         .clean_errors();
 }
@@ -210,7 +211,7 @@ fn an_api_key_without_the_key_rights_says_which_right_is_missing() {
     let run = env
         .run(&["doctor", "--application-id", "app-1"])
         .failure()
-        .stdout_has("✗ the API key of `cloud` lacks RIGHT_APPLICATION_DEVICES_READ_KEYS (to read device keys and sessions), RIGHT_APPLICATION_DEVICES_WRITE_KEYS (to write device keys and sessions)")
+        .stdout_has("✗ the API key of `cloud` lacks RIGHT_APPLICATION_TRAFFIC_READ (to read sessions: the Network Server asks for it), RIGHT_APPLICATION_DEVICES_READ_KEYS (to read device keys and sessions), RIGHT_APPLICATION_DEVICES_WRITE_KEYS (to write device keys and sessions)")
         .stdout_has("then `ttn-session-migrate login cloud --api-key <KEY>`")
         .clean_errors();
     assert!(!run.stdout.contains("lacks RIGHT_APPLICATION_DEVICES_READ "));
@@ -286,7 +287,8 @@ fn migrate_runs_the_checks_and_a_problem_stops_it_before_any_delete() {
     env.run(&["migrate", "app-1", "dev-1", "--yes"])
         .failure()
         .stderr_has("the checks before the migration found 1 problem; nothing was deleted")
-        .stderr_has("✗ the API key of `cloud` lacks RIGHT_APPLICATION_DEVICES_READ_KEYS")
+        .stderr_has("✗ the API key of `cloud` lacks RIGHT_APPLICATION_TRAFFIC_READ")
+        .stderr_has("RIGHT_APPLICATION_DEVICES_READ_KEYS (to read device keys and sessions)")
         .stderr_has("fix: in the Console")
         .stderr_has("or pass --skip-checks")
         .clean_errors();
@@ -356,5 +358,187 @@ fn an_unreachable_deployment() {
         )
         .stdout_has("fix: check the network connection and the addresses in ")
         .stdout_has("(`ttn-session-migrate profile show cloud`)")
+        .clean_errors();
+}
+
+#[test]
+fn doctor_json_gives_every_check_its_status_and_fix() {
+    let env = Env::new().with_profiles();
+    let run = env
+        .run(&["doctor", "--application-id", "app-1", "--json"])
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is JSON");
+    assert_eq!(report["ready"], true);
+    assert_eq!(report["problems"], 0);
+    let checks = report["checks"].as_array().unwrap();
+    assert!(checks
+        .iter()
+        .all(|c| c["status"] == "ok" || c["status"] == "warning"));
+    assert!(checks.iter().any(|c| c["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("source login `ce` works")));
+
+    // A problem: the status, the text and the fix, and the exit status of the text mode.
+    let run = env.run(&["doctor", "--to", "nowhere", "--json"]).failure();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is JSON");
+    assert_eq!(report["ready"], false);
+    assert_eq!(report["problems"], 1);
+    let problem = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "problem")
+        .expect("one problem");
+    assert!(problem["text"]
+        .as_str()
+        .unwrap()
+        .contains("profile `nowhere` does not exist"));
+    assert_eq!(
+        problem["fix"],
+        "ttn-session-migrate profile add nowhere --host <tenant>.eu1.cloud.thethings.industries"
+    );
+    assert!(run.stdout.trim_end().ends_with('}'), "nothing but JSON");
+}
+
+#[test]
+fn two_profiles_of_one_host_get_a_fix_that_changes_the_credentials_id() {
+    let env = Env::new().with_profiles();
+    env.run(&["profile", "add", "ce2", "--host", CE]).success();
+    // Both profiles carry `credentials-id: <host>`; setting it to the host again would change
+    // nothing, so the fix names a slot of the target's own.
+    env.run(&["doctor", "--from", "ce", "--to", "ce2"])
+        .failure()
+        .stdout_has(&format!(
+            "✗ profiles `ce` and `ce2` share credentials-id `{CE}`"
+        ))
+        .stdout_has("fix: set `credentials-id: ce2` in ");
+    edit_profile(&env, "ce2", "credentials-id", "ce2");
+    env.run(&["login", "ce2", "--api-key", "NNSXS.CE.SECRET"])
+        .success();
+    env.run(&["doctor", "--from", "ce", "--to", "ce2"])
+        .stdout_has("✓ profiles `ce` and `ce2` keep separate logins");
+}
+
+#[test]
+fn the_closing_hint_repeats_the_options_given() {
+    let env = Env::new().with_profiles();
+    env.run(&["doctor", "--to", "nowhere", "--application-id", "app-1"])
+        .failure()
+        .stdout_has(
+            "run `ttn-session-migrate doctor --to nowhere --application-id app-1` again afterwards",
+        );
+}
+
+/// The six rights a migration needs on each side (real-cli-audit.md D1, D14).
+const LEAST: [&str; 6] = [
+    "RIGHT_APPLICATION_INFO",
+    "RIGHT_APPLICATION_TRAFFIC_READ",
+    "RIGHT_APPLICATION_DEVICES_READ",
+    "RIGHT_APPLICATION_DEVICES_READ_KEYS",
+    "RIGHT_APPLICATION_DEVICES_WRITE",
+    "RIGHT_APPLICATION_DEVICES_WRITE_KEYS",
+];
+
+/// The four rights the README used to ask for.
+const OLD_README_RIGHTS: [&str; 4] = [
+    "RIGHT_APPLICATION_DEVICES_READ",
+    "RIGHT_APPLICATION_DEVICES_READ_KEYS",
+    "RIGHT_APPLICATION_DEVICES_WRITE",
+    "RIGHT_APPLICATION_DEVICES_WRITE_KEYS",
+];
+
+#[test]
+fn application_keys_with_the_least_rights_pass() {
+    let env = Env::new().with_profiles();
+    env.state.set_deployment(
+        CE,
+        DeploymentSettings::default().application_key("NNSXS.CE.SECRET", APP, &LEAST),
+    );
+    env.state.set_deployment(
+        CLOUD,
+        DeploymentSettings::default().application_key("NNSXS.CLOUD.SECRET", APP, &LEAST),
+    );
+    env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&["doctor", "--application-id", APP])
+        .success()
+        .stdout_has("✓ the API key of `ce` belongs to application `app-1`")
+        .clean_errors();
+    env.run(&["migrate", APP, "dev-1", "--yes"]).success();
+    assert!(env.on_cloud("dev-1").is_some() && env.on_ce("dev-1").is_none());
+}
+
+// D1: `end-devices create` reads the application (RIGHT_APPLICATION_INFO); with the keys the
+// README used to describe, every device would be deleted from the source and refused by the
+// target.
+#[test]
+fn a_target_key_that_cannot_create_stops_the_migration_before_any_delete() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    env.state.set_deployment(
+        CLOUD,
+        DeploymentSettings::default().application_key(
+            "NNSXS.CLOUD.SECRET",
+            APP,
+            &OLD_README_RIGHTS,
+        ),
+    );
+    env.run(&["migrate", APP, "dev-1", "--yes"])
+        .failure()
+        .stderr_has("nothing was deleted")
+        .stderr_has("✗ the API key of `cloud` lacks RIGHT_APPLICATION_INFO (to read the application, which `end-devices create` does)")
+        .stderr_has("RIGHT_APPLICATION_TRAFFIC_READ")
+        .clean_errors();
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+    assert!(env.on_ce("dev-1").is_some());
+}
+
+// The rollback re-creates the device on the source: a source key without INFO could not.
+#[test]
+fn a_source_key_that_could_not_recreate_stops_the_migration_before_any_delete() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    let without_info: Vec<&str> = LEAST[1..].to_vec();
+    env.state.set_deployment(
+        CE,
+        DeploymentSettings::default().application_key("NNSXS.CE.SECRET", APP, &without_info),
+    );
+    env.run(&["migrate", APP, "dev-1", "--yes"])
+        .failure()
+        .stderr_has("✗ the API key of `ce` lacks RIGHT_APPLICATION_INFO")
+        .clean_errors();
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+// C5: `auth-info` names the entity an API key belongs to.
+#[test]
+fn an_api_key_of_another_application_is_a_problem() {
+    let env = Env::new().with_profiles();
+    env.state.add_application(CE, "other-app");
+    env.state.set_deployment(
+        CE,
+        DeploymentSettings::default().application_key("NNSXS.CE.SECRET", "other-app", &LEAST),
+    );
+    env.run(&["doctor", "--application-id", APP])
+        .failure()
+        .stdout_has("✗ the API key of `ce` belongs to application `other-app`, not `app-1`: it has no rights on `app-1`")
+        .stdout_has("fix: in the Console (https://eu1.cloud.thethings.network/console), add an API key to application `app-1`")
+        .clean_errors();
+}
+
+// D4: an access token deleted by a parallel refresh is a login problem, not a missing device.
+#[test]
+fn a_deleted_access_token_says_to_log_in_again() {
+    let env = Env::new().with_profiles();
+    env.state.add_fault(
+        Fault::failing(
+            "auth-info",
+            ttn_lw_cli_double::errors::defs::token_not_found(),
+        )
+        .on(CE),
+    );
+    env.run(&["doctor"])
+        .failure()
+        .stdout_has("✗ source login `ce`: the OAuth access token is gone (token_not_found)")
         .clean_errors();
 }

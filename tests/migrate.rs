@@ -185,6 +185,92 @@ fn a_dry_run_changes_nothing_and_prints_what_the_real_run_does() {
         .collect();
     assert_eq!(printed, real);
     assert!(ran_in_dry_run > before);
+
+    // The same lines with their files: the device's section of the dry run against the
+    // commands the real run journaled, and every file named there was written.
+    let section: Vec<&str> = dry
+        .stdout
+        .lines()
+        .skip_while(|l| *l != "# device dev-1")
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split("  # ").next().unwrap())
+        .collect();
+    let work = std::fs::canonicalize(env.cwd()).unwrap();
+    let journal: Value =
+        serde_json::from_slice(&std::fs::read(env.cwd().join("w/dev-1/journal.json")).unwrap())
+            .unwrap();
+    let mut journaled: Vec<String> = journal["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["command"].as_str())
+        .map(|c| c.replace(&format!("{}/", work.display()), ""))
+        .collect();
+    journaled.dedup();
+    assert_eq!(section, journaled);
+    let files: Vec<&str> = section
+        .iter()
+        .filter_map(|l| l.split([' ']).skip_while(|w| *w != ">" && *w != "<").nth(1))
+        .collect();
+    assert_eq!(files, ["w/dev-1/export.json", "w/dev-1/import.json"]);
+    for file in files {
+        assert!(env.cwd().join(file).is_file(), "{file} was not written");
+    }
+}
+
+#[test]
+fn a_dry_run_reports_a_failing_device_as_the_real_run_does_and_goes_on() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-no-mac-state", "dev-1");
+    env.seed_ce("otaa-eu1", "dev-2");
+
+    let dry = env
+        .run(&[
+            "migrate",
+            "app-1",
+            "dev-1",
+            "dev-2",
+            "--dry-run",
+            "--work-dir",
+            "w",
+        ])
+        .failure()
+        .stdout_has("# the real run stops here for this device: dev-1  OTAA")
+        .stdout_has("# Dry run: 1 would migrate, 1 would fail, 0 conflicts")
+        .clean_errors();
+    assert!(env.writes().is_empty());
+    assert!(!env.cwd().join("w").exists());
+    // dev-2, after the failing dev-1, is planned to the end.
+    let dev2: Vec<&str> = dry
+        .stdout
+        .lines()
+        .skip_while(|l| *l != "# device dev-2")
+        .collect();
+    assert!(
+        dev2.iter()
+            .any(|l| l.contains("end-devices create") && l.ends_with("< w/dev-2/import.json")),
+        "{dry:#?}"
+    );
+
+    let real = env
+        .run(&[
+            "migrate",
+            "app-1",
+            "dev-1",
+            "dev-2",
+            "--yes",
+            "--work-dir",
+            "w",
+        ])
+        .failure();
+    let failed_line = |out: &str| {
+        out.lines().find(|l| l.contains("dev-1  OTAA")).map(|l| {
+            l.trim_start_matches("# the real run stops here for this device: ")
+                .to_string()
+        })
+    };
+    assert_eq!(failed_line(&dry.stdout), failed_line(&real.stdout));
+    assert!(env.on_cloud("dev-2").is_some());
 }
 
 fn assert_refused(fixture: &str, reason: &str) {
@@ -350,6 +436,8 @@ fn inherited_ttn_lw_variables_never_reach_ttn_lw_cli() {
         assert_eq!(
             seen,
             [
+                "TTN_LW_LOG_FORMAT=console",
+                "TTN_LW_LOG_LEVEL=info",
                 "TTN_LW_SKIP_VERSION_CHECK=true",
                 "TTN_LW_TELEMETRY_ENABLE=false"
             ],

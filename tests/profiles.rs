@@ -154,7 +154,7 @@ fn a_missing_ttn_lw_cli_names_every_place_looked() {
         .env("PATH", "/nonexistent")
         .run()
         .failure()
-        .stderr_has("--ttn-lw-cli, the TTN_LW_CLI environment variable, and for `ttn-lw-cli` and `tti-lw-cli` on PATH")
+        .stderr_has("--ttn-lw-cli, the TTN_LW_CLI environment variable, and for `ttn-lw-cli`, `tti-lw-cli` and `ttn-lw-stack.ttn-lw-cli` (the snap) on PATH")
         .stderr_has("Install The Things Stack CLI")
         .clean_errors();
     env.cmd()
@@ -197,4 +197,103 @@ fn profiles_in_a_directory_with_spaces_work() {
         .env("TTN_SESSION_MIGRATE_PROFILES", dir)
         .run()
         .success();
+}
+
+#[test]
+fn a_rejected_api_key_never_replaces_the_working_login() {
+    let env = Env::new();
+    env.state.set_deployment(
+        CE,
+        ttn_lw_cli_double::DeploymentSettings::default()
+            .api_key("NNSXS.GOOD.KEY", &["RIGHT_APPLICATION_ALL"]),
+    );
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    env.cmd()
+        .args(&["login", "ce", "--api-key", "-"])
+        .stdin("NNSXS.GOOD.KEY\n")
+        .run()
+        .success()
+        .stdout_has("with an API key (profile `ce`)");
+
+    env.cmd()
+        .args(&["login", "ce", "--api-key", "-"])
+        .stdin("NNSXS.TYPO.KEY\n")
+        .run()
+        .failure()
+        .stderr_has("does not accept this API key")
+        .stderr_has("api_key_not_found")
+        .stderr_has("the login of profile `ce` is unchanged")
+        .clean_errors();
+
+    // The working key is still the profile's login, and it still works.
+    let cache: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.state.root().join("auth-cache.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cache["by_id"][CE]["api_key"], "NNSXS.GOOD.KEY");
+    // The rejected key was checked in a slot of its own, and is not left in the cache.
+    assert!(!cache.to_string().contains("TYPO"), "{cache}");
+    env.run(&["doctor", "--from", "ce", "--to", "ce"])
+        .stdout_has("source login `ce` works on");
+    let logins_checked = env
+        .state
+        .calls()
+        .into_iter()
+        .filter(|c| c.command == "auth-info")
+        .count();
+    assert!(
+        logins_checked >= 3,
+        "each key was checked before it was stored"
+    );
+    // No copy of the profile is left behind.
+    let left: Vec<_> = std::fs::read_dir(env.profiles_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["ce.yml"]);
+}
+
+#[test]
+fn profile_list_json_names_each_deployment() {
+    let env = Env::new();
+    env.run(&["profile", "list", "--json"])
+        .success()
+        .stdout_has("[]");
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    env.run(&["profile", "add", "cloud", "--host", CLOUD])
+        .success();
+    std::fs::write(env.profile("broken"), "identity-server-grpc-address: [").unwrap();
+    let run = env.run(&["profile", "list", "--json"]).success();
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is JSON");
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["name"], "broken");
+    assert!(list[0]["error"].as_str().unwrap().contains("YAML error"));
+    assert_eq!(list[1]["name"], "ce");
+    assert_eq!(list[1]["kind"], "community_edition");
+    assert_eq!(list[1]["cluster"], "eu1");
+    assert_eq!(list[1]["credentials_id"], CE);
+    assert_eq!(
+        list[1]["file"].as_str().unwrap(),
+        env.profile("ce").to_str().unwrap()
+    );
+    assert_eq!(list[2]["kind"], "cloud");
+    assert_eq!(list[2]["tenant"], "acme");
+    assert_eq!(
+        list[2]["deployment"],
+        "The Things Stack Cloud, tenant acme, cluster eu1"
+    );
+}
+
+#[test]
+fn a_failed_oauth_login_names_this_tools_flag_not_ttn_lw_clis() {
+    let env = Env::new();
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    // The double has no browser flow: ttn-lw-cli fails and suggests `--callback=false`.
+    env.run(&["login", "ce"])
+        .failure()
+        .stderr_has("`ttn-session-migrate login ce --no-callback`")
+        .stderr_has("`ttn-session-migrate login ce --api-key -`");
+    env.run(&["login", "ce", "--callback=false"]).code(2);
 }

@@ -151,12 +151,15 @@ fn matrix_case(step: Step, kind: FaultKind) {
     let seeded = env.seed_ce("otaa-eu1", "dev-1");
     let (command, deployment, nth) = call_of(step);
     if let Step::Verify = step {
+        // The create's answer is lost the way the real CLI reports it: a gRPC Unavailable
+        // status without details (real-cli-audit.md E6).
+        let lost = ttn_lw_cli_double::errors::defs::connection_lost();
         env.state.add_fault(
             Fault::error_after_effect(
                 "end-devices create",
-                "pkg/rpcclient",
-                "unavailable",
-                "connection error: desc = \"transport: connection reset by peer\"",
+                &lost.namespace,
+                &lost.name,
+                &lost.message,
             )
             .on(CLOUD)
             .nth(1),
@@ -651,4 +654,58 @@ fn a_failed_export_after_a_freeze_turns_downlinks_back_on_and_resume_freezes_aga
         moved.pointer("/mac_settings/schedule_downlinks"),
         Some(&Value::Bool(false))
     );
+}
+
+/// `create`'s answer is lost, a `get` on the target confirms the import, and then the read-back
+/// of the session answers not-found (issue 9). The device is on the target: the tool must say
+/// so, keep a journal that replays, and `resume` must finish the migration.
+#[test]
+fn a_lost_create_answer_then_a_not_found_read_back_keeps_the_device_on_the_target() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.state.add_fault(
+        Fault::error_after_effect(
+            "end-devices create",
+            "unknown",
+            "unknown",
+            "error reading from server: EOF",
+        )
+        .on(CLOUD)
+        .nth(1),
+    );
+    // The first target `get` (does it exist?) answers; the second (the session read-back)
+    // says not found.
+    env.state.add_fault(
+        Fault::error(
+            "end-devices get",
+            "pkg/identityserver/store",
+            "end_device_not_found",
+            "end device with id `dev-1` not found in application with id `app-1`",
+        )
+        .on(CLOUD)
+        .nth(2),
+    );
+    let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
+    args.extend(FAST);
+    let first = env
+        .run(&args)
+        .failure()
+        .stdout_has("[device is on the target (not yet verified)]")
+        .stderr_has("Continue with: ttn-session-migrate resume")
+        .no_keys_of(&seeded);
+    assert!(!first.stdout.contains("on the source"), "{first:#?}");
+    assert!(env.on_ce("dev-1").is_none());
+    assert!(env.on_cloud("dev-1").is_some());
+    let steps = journal_steps(&env.cwd().join("w"), "dev-1");
+    assert!(!steps.contains(&"import-refused".to_string()), "{steps:?}");
+
+    let mut resume = vec!["resume", "w"];
+    resume.extend(FAST);
+    let last = env
+        .run(&resume)
+        .success()
+        .stdout_has("migrated, session verified")
+        .clean_errors()
+        .no_keys_of(&seeded);
+    assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
 }

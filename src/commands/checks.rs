@@ -2,10 +2,11 @@
 //!
 //! 1. `doctor`'s checks (unless `--skip-checks`): a ✗ stops the migration before anything is
 //!    deleted; a ! is printed and the migration goes on.
-//! 2. The DevAddr / gateway check (unless `--gateways-migrated`): the target's prefixes are read
-//!    once; the warning is printed above the confirmation, worded from the source's DevAddr
-//!    block, and again after the run with the exact DevAddrs of the migrated devices. A dry run
-//!    prints the exact list, since it exports every device.
+//! 2. The DevAddr / gateway check (unless `--gateways-migrated`, or the source and the target
+//!    are one network): the target's prefixes are read once; the warning is printed above the
+//!    confirmation, worded from the source's DevAddr block, and again after the run with the
+//!    exact DevAddrs of the migrated devices. A dry run prints the exact list, since it exports
+//!    every device.
 //!
 //! Every call here is read-only, costs O(1) per migration, and is printed by a dry run.
 
@@ -15,8 +16,8 @@ use super::Context;
 use crate::cli::MigrateArgs;
 use crate::devaddr::{self, GatewayCheck};
 use crate::doctor;
+use crate::outcome::{DeviceReport, Outcome};
 use crate::plan::Migration;
-use crate::runner::{DeviceReport, Outcome};
 use crate::style::{Colour, Style};
 use crate::ttn_lw_cli::{Invocation, TtnLwCli};
 
@@ -32,6 +33,13 @@ pub fn before_first_delete(
             println!("{}  # ran: {what}", cli.render(invocation));
         }
     };
+    if let Some(problem) = cli
+        .version()
+        .ok()
+        .and_then(|version| doctor::unsupported_by(version, migration))
+    {
+        bail!("{problem}");
+    }
     if !args.skip_checks {
         let checkup = doctor::before_migration(cli, migration, &mut ran);
         if !checkup.problems().is_empty() {
@@ -44,7 +52,9 @@ pub fn before_first_delete(
             }
         }
     }
-    if args.gateways_migrated {
+    // Within one network (a move between applications of one deployment) the DevAddr stays
+    // routed where it is: there is no gateway to move.
+    if args.gateways_migrated || devaddr::same_network(&migration.source, &migration.target) {
         return Ok(None);
     }
     let prefixes = devaddr::read_target_prefixes(cli, &migration.target, &mut ran);

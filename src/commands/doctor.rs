@@ -22,7 +22,11 @@ pub fn doctor(context: &Context, args: &DoctorArgs) -> Result<bool> {
     let source = checkup.profile(&store, Side::Source, &args.from);
     let target = checkup.profile(&store, Side::Target, &args.to);
     if let (Some(source), Some(target)) = (&source, &target) {
-        checkup.distinct_logins(source, target);
+        let applications_differ = args
+            .to_application
+            .as_ref()
+            .is_some_and(|to| Some(to) != args.application_id.as_ref());
+        checkup.distinct_logins(source, target, applications_differ);
     }
 
     let target_application = args
@@ -43,26 +47,39 @@ pub fn doctor(context: &Context, args: &DoctorArgs) -> Result<bool> {
             checkup.skipped(&what, because);
             continue;
         };
-        let works = checkup.login(cli, side, profile);
-        match application {
-            Some(app) if works => checkup.application(cli, side, profile, app),
-            Some(app) => checkup.skipped(
+        let auth = checkup.login(cli, side, profile);
+        match (application, auth) {
+            (Some(app), Some(auth)) => {
+                checkup.scope(side, profile, &auth, app);
+                checkup.application(cli, side, profile, app);
+            }
+            (Some(app), None) => checkup.skipped(
                 &format!("application `{app}` on the {}", side.name()),
                 "needs a working login",
             ),
-            None => {}
+            (None, _) => {}
         }
     }
     checkup.environment(std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()));
 
+    let problems = checkup.problems().len();
+    let warnings = checkup.warnings().len();
+    if args.json {
+        let document = serde_json::json!({
+            "ready": problems == 0,
+            "problems": problems,
+            "warnings": warnings,
+            "checks": checkup.findings,
+        });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(problems == 0);
+    }
     let style = Style::for_stdout();
     for finding in &checkup.findings {
         if !context.cli.quiet || finding.status == Status::Problem {
             println!("{}", finding.render(style));
         }
     }
-    let problems = checkup.problems().len();
-    let warnings = checkup.warnings().len();
     if problems == 0 {
         println!(
             "\nReady to migrate: no problems{}.",
@@ -77,9 +94,27 @@ pub fn doctor(context: &Context, args: &DoctorArgs) -> Result<bool> {
         }
     } else {
         println!(
-            "\n{problems} problem{} to fix (✗); run `ttn-session-migrate doctor` again afterwards.",
-            if problems == 1 { "" } else { "s" }
+            "\n{problems} problem{} to fix (✗); run `{}` again afterwards.",
+            if problems == 1 { "" } else { "s" },
+            same_checks_again(args)
         );
     }
     Ok(problems == 0)
+}
+
+/// The `doctor` command line that repeats these checks, with the options the operator gave.
+fn same_checks_again(args: &DoctorArgs) -> String {
+    let mut words = vec!["ttn-session-migrate".to_string(), "doctor".into()];
+    for (flag, value, default) in [
+        ("--from", Some(&args.from), Some("ce")),
+        ("--to", Some(&args.to), Some("cloud")),
+        ("--application-id", args.application_id.as_ref(), None),
+        ("--to-application", args.to_application.as_ref(), None),
+    ] {
+        if let Some(value) = value.filter(|v| Some(v.as_str()) != default) {
+            words.push(flag.into());
+            words.push(crate::ttn_lw_cli::quote(value));
+        }
+    }
+    words.join(" ")
 }

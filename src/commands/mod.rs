@@ -8,8 +8,6 @@ mod profiles;
 mod shell_integration;
 mod watch;
 
-use std::time::Duration;
-
 use anyhow::Result;
 
 use crate::cli::{CallOptions, Cli, Command};
@@ -26,9 +24,7 @@ impl Context {
     pub fn ttn_lw_cli(&self, calls: Option<&CallOptions>) -> Result<TtnLwCli> {
         let cli = Locator::from_environment(self.cli.ttn_lw_cli.as_deref()).locate()?;
         cli.require_supported_version()?;
-        let timeout = calls.map_or(crate::ttn_lw_cli::DEFAULT_TIMEOUT, |c| {
-            Duration::from_secs(c.timeout)
-        });
+        let timeout = calls.map_or(crate::ttn_lw_cli::DEFAULT_TIMEOUT, |c| c.timeout);
         Ok(cli.with_timeout(timeout).with_echo(self.cli.verbose))
     }
 
@@ -40,7 +36,7 @@ impl Context {
 pub fn retry_policy(calls: &CallOptions) -> RetryPolicy {
     RetryPolicy {
         max_retries: calls.retries,
-        base: Duration::from_millis(calls.retry_delay_ms),
+        base: calls.first_retry_delay(),
         ..RetryPolicy::default()
     }
 }

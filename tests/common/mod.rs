@@ -52,6 +52,24 @@ impl Env {
         Env { dir, state }
     }
 
+    /// ttn-lw-cli installed as the `ttn-lw-stack` snap: the double, confined like the snap, under
+    /// the snap's command name `ttn-lw-stack.ttn-lw-cli`; `aliased` adds the `ttn-lw-cli` name
+    /// that `sudo snap alias ttn-lw-stack.ttn-lw-cli ttn-lw-cli` makes (a symlink to it).
+    pub fn with_snap_cli(self, aliased: bool) -> Env {
+        let bin = self.bin_dir();
+        std::fs::remove_file(bin.join("ttn-lw-cli")).unwrap();
+        std::os::unix::fs::symlink(
+            target_dir().join("ttn-lw-cli"),
+            bin.join("ttn-lw-stack.ttn-lw-cli"),
+        )
+        .unwrap();
+        if aliased {
+            std::os::unix::fs::symlink("ttn-lw-stack.ttn-lw-cli", bin.join("ttn-lw-cli")).unwrap();
+        }
+        self.state.set_snap(true);
+        self
+    }
+
     /// `ce` and `cloud` profiles, created and logged in through the tool itself.
     pub fn with_profiles(self) -> Env {
         self.run(&["profile", "add", "ce", "--host", CE]).success();

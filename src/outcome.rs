@@ -1,0 +1,146 @@
+//! The result model: how each device's run ended ([`DeviceReport`], [`Outcome`]) and the counts
+//! of a run ([`Summary`]). Made by the runner, read by the output and the report file. Never
+//! holds keys.
+
+use serde::Serialize;
+
+use crate::device::{ActivationMode, SessionSummary};
+use crate::lifecycle::Position;
+use crate::next_step::NextStep;
+
+/// How a device's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Migrated,
+    RolledBack,
+    /// Not migrated: see `error` and `location`.
+    Failed,
+    /// Present in the target application before anything ran; left alone.
+    Conflict,
+    /// Nothing to do (already done, or never left the source).
+    Skipped,
+    /// Stopped by Ctrl-C (or `--fail-fast`) before its delete; `resume` continues it.
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTiming {
+    pub step: &'static str,
+    pub millis: u64,
+}
+
+/// One device's result: what the summary, the report file and the exit status are made of.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceReport {
+    pub device_id: String,
+    pub application_id: String,
+    pub target_application_id: String,
+    pub mode: Option<ActivationMode>,
+    pub session: Option<SessionSummary>,
+    pub outcome: Outcome,
+    /// Where the device is now, in plain words.
+    pub location: String,
+    pub error: Option<String>,
+    pub next_action: Option<NextStep>,
+    pub steps: Vec<StepTiming>,
+    /// From the start of the delete on the source to the end of the import on the target.
+    pub downtime_ms: Option<u64>,
+    /// `resume` would carry the device further without the operator fixing anything first.
+    #[serde(skip)]
+    pub resumable: bool,
+}
+
+impl DeviceReport {
+    pub fn new(device_id: &str, application_id: &str, target_application_id: &str) -> Self {
+        DeviceReport {
+            device_id: device_id.to_string(),
+            application_id: application_id.to_string(),
+            target_application_id: target_application_id.to_string(),
+            mode: None,
+            session: None,
+            outcome: Outcome::Failed,
+            location: Position::START.describe().to_string(),
+            error: None,
+            next_action: None,
+            steps: Vec::new(),
+            downtime_ms: None,
+            resumable: false,
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::Migrated | Outcome::RolledBack | Outcome::Skipped
+        )
+    }
+
+    /// A device already in the target application: left alone.
+    pub fn conflict(mut self) -> Self {
+        self.outcome = Outcome::Conflict;
+        self.error = Some(format!(
+            "a device with this ID is already in application `{}` on the target; nothing was done",
+            self.target_application_id
+        ));
+        self.next_action = Some(NextStep::ResolveConflict);
+        self
+    }
+
+    /// Adds the time of one action.
+    pub fn time(&mut self, step: &'static str, millis: u64) {
+        match self.steps.iter_mut().find(|s| s.step == step) {
+            Some(timing) => timing.millis += millis,
+            None => self.steps.push(StepTiming { step, millis }),
+        }
+    }
+}
+
+/// Counts of a run's outcomes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub migrated: usize,
+    pub rolled_back: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub conflicts: usize,
+    pub interrupted: usize,
+}
+
+impl Summary {
+    pub fn of(reports: &[DeviceReport]) -> Summary {
+        let mut summary = Summary::default();
+        for report in reports {
+            match report.outcome {
+                Outcome::Migrated => summary.migrated += 1,
+                Outcome::RolledBack => summary.rolled_back += 1,
+                Outcome::Failed => summary.failed += 1,
+                Outcome::Skipped => summary.skipped += 1,
+                Outcome::Conflict => summary.conflicts += 1,
+                Outcome::Interrupted => summary.interrupted += 1,
+            }
+        }
+        summary
+    }
+
+    pub fn all_succeeded(&self) -> bool {
+        self.failed == 0 && self.conflicts == 0 && self.interrupted == 0
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} migrated, {} failed, {} skipped, {} conflicts",
+            self.migrated, self.failed, self.skipped, self.conflicts
+        )?;
+        if self.rolled_back > 0 {
+            write!(f, ", {} rolled back", self.rolled_back)?;
+        }
+        if self.interrupted > 0 {
+            write!(f, ", {} not started (interrupted)", self.interrupted)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! Hints that lead somewhere: each next step names a command that can work.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn otaa_given_for_an_abp_device_names_the_flag_not_missing_keys() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("abp-eu1", "dev-1");
+    let run = env
+        .run(&[
+            "migrate",
+            "app-1",
+            "dev-1",
+            "--otaa",
+            "--yes",
+            "--gateways-migrated",
+            "--work-dir",
+            "w",
+        ])
+        .failure()
+        .stdout_has("the device is ABP on the source, but --otaa was given")
+        .stdout_has("in a new migration with --abp")
+        .clean_errors()
+        .no_keys_of(&seeded);
+    assert!(
+        !run.stdout.contains("session_key_id"),
+        "no missing keys blamed: {}",
+        run.stdout
+    );
+    assert!(env.on_ce("dev-1").is_some(), "nothing was deleted");
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+#[test]
+fn abp_given_for_an_otaa_device_is_refused_before_the_delete() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&[
+        "migrate",
+        "app-1",
+        "dev-1",
+        "--abp",
+        "--yes",
+        "--gateways-migrated",
+        "--work-dir",
+        "w",
+    ])
+    .failure()
+    .stdout_has("the device is OTAA on the source, but --abp was given")
+    .clean_errors();
+    assert!(env.on_ce("dev-1").is_some());
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}

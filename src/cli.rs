@@ -95,6 +95,8 @@ pub enum Command {
     Profile(ProfileCommand),
     Login(LoginArgs),
     Doctor(DoctorArgs),
+    Gateways(GatewaysArgs),
+    Watch(WatchArgs),
     Completions(CompletionsArgs),
     Man(ManArgs),
 }
@@ -405,6 +407,79 @@ pub struct DoctorArgs {
     /// Print the checks as one JSON object on stdout (status: ok, warning, problem, skipped)
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which gateways the devices need, and whether the target has them (read-only).
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Prints one row per gateway that heard the devices on the source (by EUI where
+recorded, else by ID): the devices that depend on it and its state on the target (connected /
+registered, not connected / not registered), then the devices that no connected target gateway
+has heard. Reads `mac_state.recent_uplinks` of each device (no keys) and looks each gateway up on
+the target with `gateways get` and `gateways get-connection-stats`.
+
+Examples:
+  ttn-session-migrate gateways my-app
+  ttn-session-migrate gateways my-app dev-1 dev-2 --from ce --to cloud --json"
+)]
+pub struct GatewaysArgs {
+    /// Application ID on the source
+    #[arg(value_name = "APPLICATION_ID")]
+    pub application_id: String,
+
+    /// End device IDs [default: every device of the application]
+    #[arg(value_name = "DEVICE_ID")]
+    pub devices: Vec<String>,
+
+    /// Source profile name, or path of a ttn-lw-cli config file
+    #[arg(long, value_name = "PROFILE|FILE", default_value = "ce")]
+    pub from: String,
+
+    /// Target profile name, or path of a ttn-lw-cli config file
+    #[arg(long, value_name = "PROFILE|FILE", default_value = "cloud")]
+    pub to: String,
+
+    /// Print JSON instead of the table
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub calls: CallOptions,
+}
+
+/// Wait until every device of a migration is heard on the target.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Polls the target application with `end-devices list --last-seen-at` (a few
+paged calls per poll, never one per device; no keys are read) until every device this work
+directory migrated has sent an uplink after its import, or the timeout passes. Then prints one
+line per device: heard (with the time, and for up to 100 devices the gateway), or silent (with
+the gateways that last heard it on the source). Exits 0 when every device was heard, 1 otherwise.
+
+Examples:
+  ttn-session-migrate watch ./ttn-migrate-20261124T101500
+  ttn-session-migrate watch ./ttn-migrate-20261124T101500 --timeout 1h --report heard.json"
+)]
+pub struct WatchArgs {
+    /// The work directory of the migration
+    #[arg(value_name = "WORK_DIR")]
+    pub work_dir: PathBuf,
+
+    /// How long to wait for the devices (e.g. 30m, 2h)
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// Write one JSON entry per device to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Seconds between two polls
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, hide = true)]
+    pub interval: u64,
+
+    /// Devices per `end-devices list` page
+    #[arg(long, value_name = "N", default_value_t = 1000, hide = true, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub page_size: u64,
 }
 
 /// Print the shell completion script.

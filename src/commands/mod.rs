@@ -2,9 +2,11 @@
 
 mod checks;
 mod doctor;
+mod gateways;
 mod migrate;
 mod profiles;
 mod shell_integration;
+mod watch;
 
 use anyhow::Result;
 
@@ -48,6 +50,8 @@ pub fn run(cli: Cli) -> Result<bool> {
         Command::Profile(command) => profiles::profile(&context, command),
         Command::Login(args) => profiles::login(&context, args),
         Command::Doctor(args) => doctor::doctor(&context, args),
+        Command::Gateways(args) => gateways::gateways(&context, args),
+        Command::Watch(args) => watch::watch(&context, args),
         Command::Completions(args) => shell_integration::completions(args),
         Command::Man(args) => shell_integration::man(args),
     }

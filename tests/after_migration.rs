@@ -1,0 +1,344 @@
+//! After the migration: the gateways each device needs (`gateways`), and whether each migrated
+//! device is heard on the target (`watch`).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use ttn_lw_cli_double::{Gateway, Receiver, Traffic};
+
+const MOVED_EUI: &str = "58A0CBFFFE800101";
+const CE_ONLY_EUI: &str = "58A0CBFFFE800202";
+const IDLE_EUI: &str = "58A0CBFFFE800303";
+
+/// Seeds `dev-1` … `dev-<count>` on Community Edition, each with its own DevEUI.
+fn seed_devices(env: &Env, count: usize) {
+    for i in 1..=count {
+        let mut device = DoubleState::fixture("otaa-eu1");
+        device["ids"]["device_id"] = format!("dev-{i}").into();
+        device["ids"]["application_ids"]["application_id"] = APP.into();
+        device["ids"]["dev_eui"] = format!("70B3D57ED1{i:06X}").into();
+        env.state.put_device(CE, &device);
+    }
+}
+
+fn uplink(env: &Env, deployment: &str, device: &str, heard_by: &[Receiver]) {
+    assert!(env
+        .state
+        .deliver(deployment, APP, device, Traffic::uplink(heard_by)));
+}
+
+/// Three gateways: one moved to the target and connected there (its ID changed, its EUI did
+/// not), one only on Community Edition, one registered on the target but not connected; and
+/// Packet Broker. Four devices heard on the source by different ones.
+fn three_gateways_and_packet_broker() -> Env {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 4);
+    env.state
+        .put_gateway(CLOUD, &Gateway::new("gw-moved").eui(MOVED_EUI).connected());
+    env.state
+        .put_gateway(CLOUD, &Gateway::new("gw-idle").eui(IDLE_EUI));
+    let moved = Receiver::gateway("gw-old-name", Some(MOVED_EUI));
+    let ce_only = Receiver::gateway("gw-ce", Some(CE_ONLY_EUI));
+    let idle = Receiver::gateway("gw-idle", Some(IDLE_EUI));
+    let packet_broker = Receiver::packet_broker_from_community("eu1", Some("B827EBFFFE6C2F11"));
+    uplink(&env, CE, "dev-1", &[moved, ce_only.clone()]);
+    uplink(&env, CE, "dev-2", std::slice::from_ref(&ce_only));
+    uplink(&env, CE, "dev-3", &[packet_broker]);
+    uplink(&env, CE, "dev-4", &[ce_only, idle]);
+    env
+}
+
+#[test]
+fn gateways_names_the_connected_the_source_only_and_the_packet_broker_gateways() {
+    let env = three_gateways_and_packet_broker();
+    let run = env
+        .run(&["gateways", "app-1"])
+        .success()
+        .clean_errors()
+        .stdout_has("GATEWAY      EUI               DEVICES              ON THE TARGET\n")
+        .stdout_has("gw-old-name  58A0CBFFFE800101  dev-1                connected (as gw-moved)\n")
+        .stdout_has("gw-ce        58A0CBFFFE800202  dev-1, dev-2, dev-4  not registered\n")
+        .stdout_has("gw-idle      58A0CBFFFE800303  dev-4                registered, not connected\n")
+        .stdout_has("3 devices heard by no gateway connected to the target:")
+        .stdout_has("  dev-2  its gateways are not connected to the target: gw-ce (58A0CBFFFE800202)")
+        .stdout_has("  dev-3  heard only through Packet Broker")
+        .stdout_has("  dev-4  its gateways are not connected to the target: gw-ce (58A0CBFFFE800202), gw-idle (58A0CBFFFE800303)")
+        // Why it matters: the DevAddr check of `migrate`.
+        .stdout_has("Gateways: DevAddr outside the prefixes of The Things Stack Cloud");
+    assert!(
+        !run.stdout.contains("\n  dev-1  "),
+        "dev-1 has a connected gateway: {run:#?}"
+    );
+    // Read-only: nothing was written anywhere.
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+    assert!(env.on_ce("dev-1").is_some() && env.on_cloud("dev-1").is_none());
+}
+
+#[test]
+fn gateways_prints_json_for_named_devices() {
+    let env = three_gateways_and_packet_broker();
+    let run = env
+        .run(&["gateways", "app-1", "dev-1", "dev-3", "--json"])
+        .success();
+    let doc: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let gateways = doc["gateways"].as_array().unwrap();
+    assert_eq!(gateways.len(), 2, "{doc:#}");
+    assert_eq!(gateways[0]["gateway"]["eui"], MOVED_EUI);
+    assert_eq!(gateways[0]["target"]["state"], "connected");
+    assert_eq!(gateways[0]["target"]["detail"]["gateway_id"], "gw-moved");
+    assert_eq!(gateways[1]["target"]["state"], "not-registered");
+    assert_eq!(doc["unheard"][0]["device_id"], "dev-3");
+    assert_eq!(doc["devices"][1]["packet_broker"], true);
+}
+
+#[test]
+fn gateways_says_when_the_target_login_cannot_read_a_gateway_connection() {
+    let env = three_gateways_and_packet_broker();
+    // An API key of the application: gateways are readable, their connection is not.
+    env.state.set_deployment(
+        CLOUD,
+        ttn_lw_cli_double::DeploymentSettings::default().application_key(
+            "NNSXS.CLOUD.SECRET",
+            APP,
+            &["RIGHT_APPLICATION_ALL"],
+        ),
+    );
+    env.run(&["gateways", "app-1", "dev-1"])
+        .success()
+        .stdout_has("unknown: registered as gw-moved; reading its connection needs RIGHT_GATEWAY_STATUS_READ on the target login");
+}
+
+/// Migrates `dev-1` … `dev-<count>` into work directory `w`.
+fn migrate_all(env: &Env, count: usize) {
+    seed_devices(env, count);
+    env.run(&[
+        "migrate",
+        "app-1",
+        "--all",
+        "--yes",
+        "--otaa",
+        "--jobs",
+        "8",
+        "--work-dir",
+        "w",
+    ])
+    .success();
+    assert_eq!(env.state.device_ids(CLOUD, APP).len(), count);
+}
+
+#[test]
+fn watch_reports_the_devices_heard_on_the_target_and_the_silent_ones() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 3);
+    uplink(
+        &env,
+        CE,
+        "dev-2",
+        &[Receiver::gateway("gw-ce", Some(CE_ONLY_EUI))],
+    );
+    env.run(&["migrate", "app-1", "--all", "--yes", "--work-dir", "w"])
+        .success();
+    let on_cloud = Receiver::gateway("gw-moved", Some(MOVED_EUI));
+    uplink(&env, CLOUD, "dev-1", std::slice::from_ref(&on_cloud));
+    // dev-3 is heard while `watch` polls: between its first and second call.
+    env.state.deliver_after_call(
+        env.state.commands_started() + 1,
+        CLOUD,
+        APP,
+        "dev-3",
+        Traffic::uplink(&[on_cloud]),
+    );
+    let run = env
+        .run(&[
+            "watch",
+            "w",
+            "--timeout",
+            "3s",
+            "--interval",
+            "1",
+            "--report",
+            "heard.json",
+        ])
+        .failure()
+        .clean_errors()
+        .stderr_has("heard on the target: 1 of 3")
+        .stderr_has("heard on the target: 2 of 3")
+        .stdout_has("dev-2  silent  since its import at ")
+        .stdout_has("last heard on the source by gw-ce (58A0CBFFFE800202)")
+        .stdout_has("2 of 3 heard on the target; 1 silent after 3s.");
+    let last_seen = env.on_cloud("dev-1").unwrap()["last_seen_at"].clone();
+    assert!(
+        run.stdout.contains(&format!(
+            "dev-1  heard   {} by gw-moved (58A0CBFFFE800101)\n",
+            last_seen.as_str().unwrap()
+        )),
+        "{run:#?}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.cwd().join("heard.json")).unwrap())
+            .unwrap();
+    let statuses: Vec<&str> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["heard", "silent", "heard"]);
+    assert_eq!(report[2]["heard_by"], "gw-moved (58A0CBFFFE800101)");
+    assert_eq!(
+        report[1]["source_gateways"]["gateways"][0]["eui"],
+        CE_ONLY_EUI
+    );
+    // No keys: the watch never asks for them.
+    for call in env
+        .state
+        .calls()
+        .iter()
+        .filter(|c| c.command == "end-devices list")
+    {
+        assert!(!call
+            .argv
+            .iter()
+            .any(|a| a.starts_with("--session") || a == "--root-keys"));
+    }
+}
+
+#[test]
+fn watch_exits_0_once_every_device_is_heard() {
+    let env = Env::new().with_profiles();
+    migrate_all(&env, 2);
+    for device in ["dev-1", "dev-2"] {
+        uplink(
+            &env,
+            CLOUD,
+            device,
+            &[Receiver::gateway("gw-moved", Some(MOVED_EUI))],
+        );
+    }
+    env.run(&["watch", "w", "--timeout", "1m"])
+        .success()
+        .stdout_has("2 of 2 heard on the target.");
+}
+
+#[test]
+fn watch_refuses_a_directory_that_is_not_a_migration() {
+    let env = Env::new().with_profiles();
+    std::fs::create_dir_all(env.cwd().join("empty")).unwrap();
+    env.run(&["watch", "empty"])
+        .failure()
+        .clean_errors()
+        .stderr_has("is not a work directory of ttn-session-migrate");
+}
+
+#[test]
+fn a_poll_of_1000_migrated_devices_costs_at_most_3_calls() {
+    let env = Env::new().with_profiles();
+    // ABP devices without EUIs: the quickest the double imports (no EUI uniqueness scan), so
+    // that 1,000 real migrations fit in a test.
+    for i in 1..=1000 {
+        let mut device = DoubleState::fixture("abp-eu1");
+        device["ids"]["device_id"] = format!("dev-{i}").into();
+        device["ids"]["application_ids"]["application_id"] = APP.into();
+        device["ids"].as_object_mut().unwrap().remove("dev_eui");
+        env.state.put_device(CE, &device);
+    }
+    env.run(&[
+        "migrate",
+        "app-1",
+        "--all",
+        "--yes",
+        "--abp",
+        "--jobs",
+        "8",
+        "--work-dir",
+        "w",
+    ])
+    .success();
+    assert_eq!(env.state.device_ids(CLOUD, APP).len(), 1000);
+    for i in (1..=1000).step_by(7) {
+        uplink(
+            &env,
+            CLOUD,
+            &format!("dev-{i}"),
+            &[Receiver::gateway("gw-moved", None)],
+        );
+    }
+    let before = env.state.calls().len();
+    let run = env
+        .run(&["watch", "w", "--timeout", "0s"])
+        .failure()
+        .stdout_has("143 of 1000 heard on the target; 857 silent");
+    let polls: Vec<_> = env.state.calls()[before..]
+        .iter()
+        .filter(|c| c.command != "version")
+        .map(|c| c.command.clone())
+        .collect();
+    assert!(
+        polls.len() <= 3 && polls.iter().all(|c| c == "end-devices list"),
+        "one poll made {} calls: {polls:?}\n{run:#?}",
+        polls.len()
+    );
+}
+
+#[test]
+fn gateways_does_not_mistake_a_device_of_another_cluster_for_a_silent_one() {
+    let env = Env::new().with_profiles();
+    let mut device = DoubleState::fixture("otaa-nam1");
+    device["ids"]["device_id"] = "far-1".into();
+    device["ids"]["application_ids"]["application_id"] = APP.into();
+    env.state.put_device(CE, &device);
+    env.run(&["gateways", "app-1", "far-1"])
+        .failure()
+        .clean_errors()
+        .stderr_has(
+            "far-1: could not be read: the device is registered on nam1.cloud.thethings.network",
+        );
+}
+
+#[test]
+fn watch_needs_a_ttn_lw_cli_that_lists_last_seen_at() {
+    let env = Env::new().with_profiles();
+    migrate_all(&env, 1);
+    env.state.set_version("3.18.2");
+    env.run(&["watch", "w"])
+        .failure()
+        .clean_errors()
+        .stderr_has("ttn-lw-cli 3.18.2 cannot list when devices were last seen (`end-devices list --last-seen-at` came with 3.19.0)");
+    assert!(
+        !env.state
+            .calls()
+            .iter()
+            .any(|c| c.argv.contains(&"--last-seen-at".to_string())),
+        "nothing was asked of the older CLI"
+    );
+}
+
+#[test]
+fn a_gateway_registered_on_the_target_without_its_eui_is_found_by_id_and_another_eui_is_not_it() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 2);
+    env.state
+        .put_gateway(CLOUD, &Gateway::new("gw-barn").connected());
+    env.state.put_gateway(
+        CLOUD,
+        &Gateway::new("gw-ce").eui("0102030405060708").connected(),
+    );
+    uplink(
+        &env,
+        CE,
+        "dev-1",
+        &[Receiver::gateway("gw-barn", Some(MOVED_EUI))],
+    );
+    uplink(
+        &env,
+        CE,
+        "dev-2",
+        &[Receiver::gateway("gw-ce", Some(CE_ONLY_EUI))],
+    );
+    env.run(&["gateways", "app-1"])
+        .success()
+        .stdout_has("gw-barn  58A0CBFFFE800101  dev-1    connected\n")
+        .stdout_has("gw-ce    58A0CBFFFE800202  dev-2    unknown: the target's gateway gw-ce has another EUI (0102030405060708)\n")
+        .stdout_has("  dev-2  its gateways are not connected to the target");
+}

@@ -11,6 +11,7 @@ mod commands;
 mod devaddr;
 mod device;
 mod doctor;
+mod exit;
 mod interrupt;
 mod journal;
 mod lifecycle;
@@ -22,19 +23,18 @@ mod profile;
 mod report;
 mod runner;
 mod selection;
+mod status;
 mod style;
+mod terminal;
 mod ttn_lw_cli;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::parse();
-    match commands::run(cli) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let exit = commands::run(cli).unwrap_or_else(|e| {
+        terminal::eprint_wrapped(&format!("error: {e:#}"));
+        exit::of(&e)
+    });
+    ExitCode::from(exit.code())
 }

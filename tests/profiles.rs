@@ -154,7 +154,7 @@ fn a_missing_ttn_lw_cli_names_every_place_looked() {
         .env("PATH", "/nonexistent")
         .run()
         .failure()
-        .stderr_has("--ttn-lw-cli, the TTN_LW_CLI environment variable, and for `ttn-lw-cli`, `tti-lw-cli` and `ttn-lw-stack.ttn-lw-cli` (the snap) on PATH")
+        .stderr_says("--ttn-lw-cli, the TTN_LW_CLI environment variable, and for `ttn-lw-cli`, `tti-lw-cli` and `ttn-lw-stack.ttn-lw-cli` (the snap) on PATH")
         .stderr_has("Install The Things Stack CLI")
         .clean_errors();
     env.cmd()
@@ -180,7 +180,7 @@ fn a_cli_older_than_3_12_is_refused() {
     env.run(&["profile", "add", "ce", "--host", CE])
         .failure()
         .stderr_has("ttn-lw-cli 3.11.2")
-        .stderr_has("needs 3.12 or newer");
+        .stderr_says("needs 3.12 or newer");
 }
 
 #[test]
@@ -293,7 +293,7 @@ fn a_failed_oauth_login_names_this_tools_flag_not_ttn_lw_clis() {
     // The double has no browser flow: ttn-lw-cli fails and suggests `--callback=false`.
     env.run(&["login", "ce"])
         .failure()
-        .stderr_has("`ttn-session-migrate login ce --no-callback`")
-        .stderr_has("`ttn-session-migrate login ce --api-key -`");
+        .stderr_says("`ttn-session-migrate login ce --no-callback`")
+        .stderr_says("`ttn-session-migrate login ce --api-key -`");
     env.run(&["login", "ce", "--callback=false"]).code(2);
 }

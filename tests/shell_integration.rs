@@ -323,13 +323,13 @@ fn every_sub_command_help_has_a_summary_an_example_and_the_environment() {
 fn errors_are_sentences_not_debug_output() {
     let env = Env::new();
     env.run(&["migrate", "app-1", "dev-1", "--yes"])
-        .failure()
+        .code(3)
         .stderr_has("error: source profile (--from): profile `ce` does not exist")
         .clean_errors();
     env.cmd()
         .args(&["migrate", "app-1", "dev-1", "--yes"])
         .env("TTN_SESSION_MIGRATE_PROFILES", "/nonexistent/dir")
         .run()
-        .failure()
+        .code(3)
         .clean_errors();
 }

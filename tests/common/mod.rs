@@ -304,6 +304,40 @@ impl Run {
         self
     }
 
+    /// stderr holds `needle`, whatever line breaks wrapping put between its words.
+    #[track_caller]
+    pub fn stderr_says(self, needle: &str) -> Run {
+        assert!(
+            words(&self.stderr).contains(&words(needle)),
+            "stderr lacks {needle:?} (wrapping aside):\n{self:#?}"
+        );
+        self
+    }
+
+    /// stdout holds `needle`, whatever line breaks wrapping (also of `# ` comments) put
+    /// between its words.
+    #[track_caller]
+    pub fn stdout_says(self, needle: &str) -> Run {
+        assert!(
+            words(&self.stdout).contains(&words(needle)),
+            "stdout lacks {needle:?} (wrapping aside):\n{self:#?}"
+        );
+        self
+    }
+
+    /// Every line of stdout and stderr fits `columns`.
+    #[track_caller]
+    pub fn lines_fit(self, columns: usize) -> Run {
+        for line in self.stdout.lines().chain(self.stderr.lines()) {
+            assert!(
+                line.chars().count() <= columns,
+                "a line of {} columns: {line:?}\n{self:#?}",
+                line.chars().count()
+            );
+        }
+        self
+    }
+
     /// No Rust debug formatting reaches the operator.
     #[track_caller]
     pub fn clean_errors(self) -> Run {
@@ -327,6 +361,15 @@ impl Run {
         }
         self
     }
+}
+
+/// The words of a text, one space apart (the `#` of a wrapped comment's continuation line,
+/// `#   `, dropped).
+pub fn words(text: &str) -> String {
+    text.replace("\n#   ", " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Every `key` value (hex keys) in a device document.

@@ -498,7 +498,19 @@ pub fn finish_dry_run(reports: &[DeviceReport], goal: Goal) -> Exit {
     exit_of(&summary)
 }
 
-/// The work directory the real run would use, as the operator gave it.
+/// The work directory the real run would use: as the operator gave it, or a new one named after
+/// the time (`-2`, `-3` … when one of that second exists already).
 pub fn planned_work_dir(given: Option<&Path>) -> PathBuf {
-    given.map_or_else(WorkDir::default_path, Path::to_path_buf)
+    if let Some(given) = given {
+        return given.to_path_buf();
+    }
+    let base = WorkDir::default_path();
+    let mut path = base.clone();
+    for n in 2.. {
+        if !path.exists() {
+            break;
+        }
+        path = PathBuf::from(format!("{}-{n}", base.display()));
+    }
+    path
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::lifecycle::Goal;
@@ -114,6 +114,9 @@ pub struct BarProgress {
     bars: MultiProgress,
     overall: ProgressBar,
     spinner_style: ProgressStyle,
+    with_eta: ProgressStyle,
+    without_eta: ProgressStyle,
+    stopping: Arc<AtomicBool>,
     in_flight: Mutex<HashMap<String, ProgressBar>>,
     failed: AtomicUsize,
 }
@@ -122,26 +125,35 @@ impl BarProgress {
     pub fn new(devices: usize, colour: bool) -> BarProgress {
         let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let (bar, spinner) = if colour {
-            ("{bar:30.cyan/blue}", "{spinner:.green}")
+            ("{bar:24.cyan/blue}", "{spinner:.green}")
         } else {
-            ("{bar:30}", "{spinner}")
+            ("{bar:24}", "{spinner}")
         };
-        let overall_style = ProgressStyle::with_template(&format!(
-            "{bar} {{pos}}/{{len}} devices  {{msg}}  elapsed {{elapsed_precise}}  ETA {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        // The ETA only once a device has finished, and not while stopping: an estimate from
+        // nothing is "0s", and one after Ctrl-C counts devices that will not run.
+        let style = |eta: &str| {
+            ProgressStyle::with_template(&format!(
+                "{bar} {{pos}}/{{len}} devices  {{msg}}  {{elapsed_precise}}{eta}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ")
+        };
+        let overall_style = style("");
+        let with_eta = style("  ETA {eta}");
         let spinner_style =
             ProgressStyle::with_template(&format!("  {spinner} {{prefix}}: {{msg}}"))
                 .unwrap_or_else(|_| ProgressStyle::default_spinner());
         let overall = bars.add(ProgressBar::new(devices as u64));
-        overall.set_style(overall_style);
+        overall.set_style(overall_style.clone());
         overall.set_message("0 failed");
         overall.enable_steady_tick(Duration::from_millis(250));
         BarProgress {
             bars,
             overall,
+            without_eta: overall_style,
+            with_eta,
             spinner_style,
+            stopping: Arc::new(AtomicBool::new(false)),
             in_flight: Mutex::new(HashMap::new()),
             failed: AtomicUsize::new(0),
         }
@@ -180,6 +192,9 @@ impl Progress for BarProgress {
             self.bars.remove(&spinner);
         }
         self.overall.inc(1);
+        if self.overall.position() == 1 && !self.stopping.load(Ordering::SeqCst) {
+            self.overall.set_style(self.with_eta.clone());
+        }
         // Never-started devices are neither failures nor results: the summary counts them.
         if report.outcome == Outcome::Interrupted {
             return;
@@ -195,8 +210,12 @@ impl Progress for BarProgress {
     fn notifier(&self) -> crate::interrupt::Notify {
         let bars = self.bars.clone();
         let overall = self.overall.clone();
+        let without_eta = self.without_eta.clone();
+        let stopping = self.stopping.clone();
         Box::new(move |text| {
-            overall.set_message("stopping (Ctrl-C again: stop at once)");
+            stopping.store(true, Ordering::SeqCst);
+            overall.set_style(without_eta.clone());
+            overall.set_message("stopping");
             let _ = bars.println(text);
         })
     }
@@ -215,8 +234,9 @@ impl Progress for BarProgress {
     }
 }
 
-/// `dev-1  OTAA  DevAddr 260B1234  FCnt up 1234, down 56  migrated, session verified`: short
-/// enough for 80 columns with IDs up to 10 characters. What is not known is left out. A failure
+/// `dev-1  OTAA  DevAddr 260B1234  FCnt 1234/56  migrated, session verified` (FCnt: the last
+/// uplink / network downlink frame counter): short enough for 80 columns with IDs up to 14
+/// characters. What is not known is left out. A failure
 /// only says so: [`failures`] prints it once, with its next step, at the end.
 pub fn device_line(report: &DeviceReport) -> String {
     let mut parts = vec![report.device_id.clone()];
@@ -227,10 +247,7 @@ pub fn device_line(report: &DeviceReport) -> String {
         if let Some(dev_addr) = &s.dev_addr {
             parts.push(format!("DevAddr {dev_addr}"));
         }
-        parts.push(format!(
-            "FCnt up {}, down {}",
-            s.last_f_cnt_up, s.last_n_f_cnt_down
-        ));
+        parts.push(format!("FCnt {}/{}", s.last_f_cnt_up, s.last_n_f_cnt_down));
     }
     parts.push(match report.outcome {
         Outcome::Migrated => "migrated, session verified".to_string(),

@@ -1,0 +1,148 @@
+//! At an operator's terminal (a pseudo-terminal made by `script`, 80 columns): every line fits,
+//! and Ctrl-C is acknowledged above the progress bars, with what happens next.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Seeds `count` OTAA devices `dev-1` … with their own DevEUIs.
+fn seed_devices(env: &Env, count: usize) {
+    for i in 1..=count {
+        let mut device = DoubleState::fixture("otaa-eu1");
+        device["ids"]["device_id"] = format!("dev-{i}").into();
+        device["ids"]["application_ids"]["application_id"] = APP.into();
+        device["ids"]["dev_eui"] = format!("70B3D57ED1{i:06X}").into();
+        env.state.put_device(CE, &device);
+    }
+}
+
+/// Waits until the double runs a `create` (the first device is between delete and import).
+fn wait_for_create(env: &Env) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if env
+            .state
+            .calls()
+            .iter()
+            .any(|c| c.command == "end-devices create")
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no create was started");
+}
+
+#[test]
+fn a_run_at_80_columns_fits_and_the_first_ctrl_c_is_acknowledged_above_the_bars() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 4);
+    env.state
+        .set_command_latency_ms("end-devices create", 1_500);
+    let mut child = env
+        .cmd()
+        .args(&[
+            "migrate",
+            "app-1",
+            "--all",
+            "--jobs",
+            "1",
+            "--yes",
+            "--work-dir",
+            "w",
+        ])
+        .env("TERM", "xterm")
+        .in_terminal_of(80)
+        .spawn_with_keyboard();
+    wait_for_create(&env);
+    // Ctrl-C on the keyboard: the terminal sends SIGINT to the tool.
+    let mut keyboard = child.stdin.take().unwrap();
+    keyboard.write_all(b"\x03").unwrap();
+    keyboard.flush().unwrap();
+    let output = child.wait_with_output().unwrap();
+    drop(keyboard);
+    let raw = String::from_utf8_lossy(&output.stdout);
+    let lines = screen_lines(&raw);
+    let screen = words(&lines.join("\n"));
+    if std::env::var_os("SHOW_SCREEN").is_some() {
+        eprintln!("{}", lines.join("\n"));
+    }
+
+    assert!(
+        screen.contains(&words(
+            "Ctrl-C: stopping. No new device starts; devices in flight finish (one between delete and import is imported first). Press Ctrl-C again to stop at once."
+        )),
+        "no Ctrl-C notice:\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        screen.contains("dev-1 OTAA DevAddr 260B1234 FCnt 1234/56 migrated, session verified"),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(
+        screen.contains("1 migrated, 0 failed, 0 skipped, 0 conflicts, 3 not started"),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(screen.contains("Continue with: ttn-session-migrate resume"));
+    // The bar never counted the devices that did not start as failed.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("devices") && l.contains("3 failed")),
+        "{}",
+        lines.join("\n")
+    );
+    assert_eq!(
+        overflowing(&lines, 80),
+        Vec::<String>::new(),
+        "lines wider than 80 columns:\n{}",
+        lines.join("\n")
+    );
+    assert!(env.on_cloud("dev-1").is_some());
+    for untouched in ["dev-2", "dev-3", "dev-4"] {
+        assert!(env.on_ce(untouched).is_some(), "{untouched} was touched");
+    }
+}
+
+#[test]
+fn failures_and_warnings_wrap_at_80_columns_and_each_failure_is_printed_once() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 2);
+    env.state.add_fault(
+        Fault::error(
+            "end-devices create",
+            "pkg/networkserver",
+            "field_value",
+            "invalid value of field `mac_state`: a long explanation that the server gives here",
+        )
+        .on(CLOUD)
+        .nth(1),
+    );
+    let run = env
+        .cmd()
+        .args(&["migrate", "app-1", "--all", "--jobs", "1", "--yes"])
+        .env("TERM", "xterm")
+        .in_terminal_of(80)
+        .run();
+    let lines = screen_lines(&run.stdout);
+    assert_eq!(
+        overflowing(&lines, 80),
+        Vec::<String>::new(),
+        "lines wider than 80 columns:\n{}",
+        lines.join("\n")
+    );
+    let screen = words(&lines.join("\n"));
+    assert!(screen.contains("! Gateways:"), "{}", lines.join("\n"));
+    assert_eq!(
+        screen.matches("invalid value of field `mac_state`").count(),
+        1,
+        "{}",
+        lines.join("\n")
+    );
+    assert!(screen.contains("next: the device is back on the source"));
+}

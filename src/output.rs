@@ -57,8 +57,14 @@ pub trait Progress: Sync {
 
 /// Progress bars on a terminal; plain lines without one, with `--quiet`, or with `TERM=dumb`.
 /// `NO_COLOR` turns the colours of the bars off.
+///
+/// Bars only when the result lines reach the same terminal: with standard output piped (`| tee
+/// log`) the results would land between the redraws and leave broken bars behind.
 pub fn progress_for(quiet: bool, devices: usize) -> Box<dyn Progress> {
+    let results_on_terminal =
+        RESULTS_TO_STDERR.load(Ordering::SeqCst) || std::io::stdout().is_terminal();
     let terminal = std::io::stderr().is_terminal()
+        && results_on_terminal
         && std::env::var("TERM").map_or(true, |term| term != "dumb");
     if quiet || !terminal {
         Box::new(PlainProgress::new(quiet))
@@ -243,11 +249,17 @@ pub fn device_line(report: &DeviceReport) -> String {
     if let Some(mode) = report.mode {
         parts.push(mode.to_string());
     }
-    if let Some(s) = &report.session {
-        if let Some(dev_addr) = &s.dev_addr {
-            parts.push(format!("DevAddr {dev_addr}"));
+    // Frame counters only with a DevAddr: an export without a session has no counters to show.
+    match &report.session {
+        Some(s) if s.dev_addr.is_some() => {
+            parts.push(format!(
+                "DevAddr {}",
+                s.dev_addr.as_deref().unwrap_or_default()
+            ));
+            parts.push(format!("FCnt {}/{}", s.last_f_cnt_up, s.last_n_f_cnt_down));
         }
-        parts.push(format!("FCnt {}/{}", s.last_f_cnt_up, s.last_n_f_cnt_down));
+        Some(_) => parts.push("no session".to_string()),
+        None => {}
     }
     parts.push(match report.outcome {
         Outcome::Migrated => "migrated, session verified".to_string(),
@@ -333,5 +345,76 @@ impl Drop for Activity {
         if let Some(spinner) = &self.spinner {
             spinner.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::SessionSummary;
+
+    fn report(id: &str, outcome: Outcome, dev_addr: Option<&str>) -> DeviceReport {
+        let mut report = DeviceReport::new(id, "app-1", "app-1");
+        report.outcome = outcome;
+        report.mode = Some(crate::device::ActivationMode::Otaa);
+        report.session = Some(SessionSummary {
+            dev_addr: dev_addr.map(String::from),
+            last_f_cnt_up: 1234,
+            last_n_f_cnt_down: 56,
+            last_a_f_cnt_down: 12,
+        });
+        report
+    }
+
+    #[test]
+    fn a_success_line_fits_80_columns_and_unknowns_are_left_out() {
+        let line = device_line(&report(
+            "sensor-000000001",
+            Outcome::Migrated,
+            Some("260B1234"),
+        ));
+        assert_eq!(
+            line,
+            "sensor-000000001  OTAA  DevAddr 260B1234  FCnt 1234/56  migrated, session verified"
+        );
+        assert!(
+            device_line(&report(
+                "sensor-0000001",
+                Outcome::Migrated,
+                Some("260B1234")
+            ))
+            .len()
+                <= 80
+        );
+        assert_eq!(
+            device_line(&report("dev-1", Outcome::Failed, None)),
+            "dev-1  OTAA  no session  FAILED (see below)"
+        );
+        let unknown = DeviceReport::new("dev-2", "app-1", "app-1");
+        assert_eq!(device_line(&unknown), "dev-2  FAILED (see below)");
+    }
+
+    #[test]
+    fn each_failure_is_listed_once_with_where_and_next_in_the_words_of_the_goal() {
+        let mut failed = report("dev-1", Outcome::Failed, Some("260B1234"));
+        failed.error = Some("could not re-create the device on the source".into());
+        failed.location = "on the target, session verified".into();
+        failed.next_action = Some(crate::next_step::NextStep::ResolveConflict);
+        let ok = report("dev-2", Outcome::RolledBack, Some("260B1234"));
+        let text = failures(&[failed, ok], Goal::Rollback);
+        assert!(
+            text.starts_with("Not rolled back:\n  dev-1: could not re-create"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n    where: on the target, session verified"),
+            "{text}"
+        );
+        assert!(text.contains("\n    next: delete or rename"), "{text}");
+        assert!(!text.contains("dev-2"), "{text}");
+        assert_eq!(
+            failures(&[report("dev-3", Outcome::Migrated, None)], Goal::Migrate),
+            ""
+        );
     }
 }

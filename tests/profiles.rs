@@ -32,8 +32,9 @@ fn profile_add_runs_use_and_keeps_a_credentials_id_per_deployment() {
 
     env.run(&["profile", "list"])
         .success()
-        .stdout_has("ce\tThe Things Stack Community Edition, cluster eu1")
-        .stdout_has("cloud\tThe Things Stack Cloud");
+        .stdout_has("NAME   DEPLOYMENT")
+        .stdout_has("ce     The Things Stack Community Edition, cluster eu1  ")
+        .stdout_has("cloud  The Things Stack Cloud");
     env.run(&["profile", "show", "cloud"])
         .success()
         .stdout_has(&format!("credentials-id: {CLOUD}"));
@@ -296,4 +297,21 @@ fn a_failed_oauth_login_names_this_tools_flag_not_ttn_lw_clis() {
         .stderr_says("`ttn-session-migrate login ce --no-callback`")
         .stderr_says("`ttn-session-migrate login ce --api-key -`");
     env.run(&["login", "ce", "--callback=false"]).code(2);
+}
+
+// F30: a header, aligned columns, and profiles sharing one login are marked.
+#[test]
+fn profile_list_aligns_columns_and_marks_a_shared_login() {
+    let env = Env::new();
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    let ce = env.profile("ce").display().to_string();
+    env.run(&["profile", "add", "ce2", "--config", &ce])
+        .success();
+    let run = env.run(&["profile", "list"]).success();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME "), "{run:#?}");
+    let column = |line: &str| line.find("The Things Stack");
+    assert_eq!(column(lines[1]), column(lines[2]), "{run:#?}");
+    assert!(lines[1].contains("(shared with ce2)"), "{run:#?}");
+    assert!(lines[2].contains("(shared with ce)"), "{run:#?}");
 }

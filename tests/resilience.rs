@@ -566,6 +566,13 @@ fn a_second_ctrl_c_stops_at_once_and_resume_finds_the_import_that_was_in_flight(
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
+    // The hard stop names the device left between delete and import.
+    assert!(
+        words(&stderr).contains(
+            "1 device is between delete and import, off both networks until the run is continued: dev-1"
+        ),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("Continue with: ttn-session-migrate resume"),
         "{stderr}"

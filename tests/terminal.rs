@@ -89,6 +89,18 @@ fn a_run_at_80_columns_fits_and_the_first_ctrl_c_is_acknowledged_above_the_bars(
         lines.join("\n")
     );
     assert!(screen.contains("Continue with: ttn-session-migrate resume"));
+    // Before the question, a spinner said what the checks were doing.
+    for doing in [
+        "checking ttn-lw-cli, the profiles and the logins",
+        "listing application app-1 on the source",
+        "listing application app-1 on the target",
+    ] {
+        assert!(
+            screen.contains(doing),
+            "no {doing:?}:\n{}",
+            lines.join("\n")
+        );
+    }
     // The bar never counted the devices that did not start as failed.
     assert!(
         !lines
@@ -145,4 +157,21 @@ fn failures_and_warnings_wrap_at_80_columns_and_each_failure_is_printed_once() {
         lines.join("\n")
     );
     assert!(screen.contains("next: the device is back on the source"));
+}
+
+#[test]
+fn with_standard_output_piped_the_terminal_gets_plain_lines_not_bars() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 2);
+    // `… | cat` inside the terminal: results go through the pipe, progress to the terminal.
+    let mut test = env
+        .cmd()
+        .args(&["migrate", "app-1", "--all", "--yes", "--gateways-migrated"])
+        .env("TERM", "xterm")
+        .in_terminal_of(80);
+    test = test.pipe_stdout_through("cat");
+    let run = test.run();
+    assert!(!run.stdout.contains("/2 devices"), "bars drawn: {run:#?}");
+    assert!(run.stdout.contains("dev-2: verify"), "{run:#?}");
+    assert!(run.stdout.contains("2 migrated, 0 failed"), "{run:#?}");
 }

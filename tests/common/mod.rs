@@ -247,6 +247,29 @@ impl Test {
         test
     }
 
+    /// Inside the terminal of [`Test::in_terminal_of`], pipes the tool's standard output
+    /// through `filter` (as `… | tee log` does).
+    pub fn pipe_stdout_through(mut self, filter: &str) -> Test {
+        let args: Vec<String> = self
+            .command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = format!("{} | {filter}", args[1]);
+        let mut command = Command::new("script");
+        command.args(["-qec", &line, "/dev/null"]).env_clear();
+        for (key, value) in self.command.get_envs() {
+            if let Some(value) = value {
+                command.env(key, value);
+            }
+        }
+        if let Some(dir) = self.command.get_current_dir() {
+            command.current_dir(dir);
+        }
+        self.command = command;
+        self
+    }
+
     /// Starts the tool with standard input as a pipe the test writes to (on a terminal made
     /// by `script`, bytes such as Ctrl-C, `\x03`, reach the tool as a keyboard would send them).
     pub fn spawn_with_keyboard(mut self) -> std::process::Child {

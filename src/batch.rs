@@ -242,7 +242,7 @@ pub fn ask(question: &str, yes: bool) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(refused("refusing to change the deployments without confirmation: no terminal to ask on. Pass --yes, or preview with --dry-run"));
     }
-    eprint!("{} [y/N] ", crate::terminal::wrap(question));
+    eprint!("{} ", crate::terminal::wrap(&format!("{question} [y/N]")));
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

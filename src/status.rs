@@ -166,3 +166,45 @@ pub fn render(manifest: &Manifest, status: &Status) -> String {
     ));
     lines.join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Place;
+
+    /// F7: where the device may be on the target, the words say so.
+    #[test]
+    fn every_place_that_may_be_on_the_target_says_so() {
+        for place in Place::ALL {
+            let may_be_on_target = matches!(
+                place,
+                Place::MaybeImported
+                    | Place::Imported
+                    | Place::Migrated
+                    | Place::MaybeRecreated
+                    | Place::Recreated
+            );
+            assert_eq!(
+                place.describe().contains("target"),
+                may_be_on_target,
+                "{place:?}: {}",
+                place.describe()
+            );
+        }
+    }
+
+    #[test]
+    fn resume_retries_after_a_failure_and_names_the_next_action() {
+        let policy = Policy::default();
+        let failed_off_source = Position {
+            halt: Some(crate::lifecycle::Halt::Failed),
+            ..Position::at(Place::ExportOnly)
+        };
+        assert_eq!(
+            resume_action(failed_off_source, policy),
+            Some("import into target")
+        );
+        assert_eq!(resume_action(Position::at(Place::Migrated), policy), None);
+        assert_eq!(resume_action(Position::START, policy), Some("detect"));
+    }
+}

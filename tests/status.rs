@@ -194,3 +194,16 @@ fn resume_keeps_the_jobs_of_the_migration_and_reads_manifests_without_them() {
         .success()
         .stderr_has("2 migrated, 0 failed");
 }
+
+// F31: a removed profile breaks resume and rollback; the error names it and how to bring it back.
+#[test]
+fn a_removed_profile_is_named_with_the_way_back() {
+    let env = Env::new().with_profiles();
+    unfinished_migration(&env);
+    env.run(&["profile", "remove", "ce"]).success();
+    env.run(&["rollback", "w", "--yes"])
+        .code(3)
+        .stderr_says("source profile `ce` of the migration; re-create it at")
+        .stderr_says("(`ttn-session-migrate profile add ce --host HOST`, then log in)");
+    env.run(&["status", "w"]).success();
+}

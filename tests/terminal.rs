@@ -175,3 +175,59 @@ fn with_standard_output_piped_the_terminal_gets_plain_lines_not_bars() {
     assert!(run.stdout.contains("dev-2: verify"), "{run:#?}");
     assert!(run.stdout.contains("2 migrated, 0 failed"), "{run:#?}");
 }
+
+#[test]
+fn a_declined_question_changes_nothing_and_exits_3() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 1);
+    let mut child = env
+        .cmd()
+        .args(&["migrate", "app-1", "dev-1", "--gateways-migrated"])
+        .env("TERM", "xterm")
+        .in_terminal_of(80)
+        .spawn_with_keyboard();
+    // Answer once the question is on the screen, as an operator would.
+    let mut screen_out = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = screen_out.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("[y/N]") {
+        assert!(Instant::now() < deadline, "no question asked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut keyboard = child.stdin.take().unwrap();
+    keyboard.write_all(b"n\n").unwrap();
+    keyboard.flush().unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    drop(keyboard);
+    let output = std::process::Output {
+        status,
+        stdout: seen.lock().unwrap().clone(),
+        stderr: Vec::new(),
+    };
+    let raw = String::from_utf8_lossy(&output.stdout);
+    let lines = screen_lines(&raw);
+    assert_eq!(output.status.code(), Some(3), "{}", lines.join("\n"));
+    let screen = words(&lines.join("\n"));
+    assert!(
+        screen.contains("Migrate 1 device (dev-1) from The Things Stack Community Edition"),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(screen.contains("error: cancelled; nothing was changed"));
+    assert_eq!(overflowing(&lines, 80), Vec::<String>::new());
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}

@@ -389,13 +389,22 @@ fn exported(reports: &[DeviceReport]) -> Vec<(String, Option<String>)> {
 /// The migration a work directory records, with its profiles resolved again.
 pub fn recorded_migration(context: &Context, manifest: &Manifest) -> Result<Migration> {
     let store = context.profiles()?;
+    // A removed profile: say which one, and how to bring it back (the path is pinned).
+    let resolve = |side: &str, record: &crate::journal::ProfileRecord| {
+        store
+            .resolve(&record.path.display().to_string())
+            .with_context(|| {
+                format!(
+                    "{side} profile `{}` of the migration; re-create it at {} (`ttn-session-migrate profile add {} --host HOST`, then log in)",
+                    record.label,
+                    record.path.display(),
+                    record.label
+                )
+            })
+    };
     Ok(Migration {
-        source: store
-            .resolve(&manifest.source.path.display().to_string())
-            .context("source profile of the migration")?,
-        target: store
-            .resolve(&manifest.target.path.display().to_string())
-            .context("target profile of the migration")?,
+        source: resolve("source", &manifest.source)?,
+        target: resolve("target", &manifest.target)?,
         application_id: manifest.application_id.clone(),
         target_application_id: manifest.target_application_id.clone(),
         mode: manifest.mode,

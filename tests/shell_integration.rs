@@ -260,6 +260,8 @@ fn the_man_page_is_roff_of_the_same_definition() {
         "\\-\\-host",
         "rollback ./ttn\\-migrate\\-20261124T101500 my\\-device",
         ".SH ENVIRONMENT",
+        ".SH \"EXIT STATUS\"",
+        "130  interrupted (Ctrl\\-C)",
     ] {
         assert!(page.contains(needle), "the man page lacks {needle}");
     }

@@ -308,14 +308,16 @@ pub fn finish(reports: &[DeviceReport], work: &Path, goal: Goal) -> Exit {
     exit_of(&summary)
 }
 
-/// 130 after Ctrl-C; 0 when every device succeeded; 3 when nothing changed because every
+/// 0 when every device succeeded; else 130 after Ctrl-C; 3 when nothing changed because every
 /// device was a conflict; else 1.
 pub fn exit_of(summary: &Summary) -> Exit {
-    if interrupt::was_interrupted() {
-        return Exit::Interrupted;
-    }
     if summary.all_succeeded() {
         return Exit::Done;
+    }
+    // Ctrl-C that left devices unfinished (one that came too late to stop anything is no
+    // interruption of the result).
+    if interrupt::was_interrupted() {
+        return Exit::Interrupted;
     }
     let nothing_changed = summary.failed == 0
         && summary.interrupted == 0

@@ -210,14 +210,12 @@ impl GatewayCheck {
     pub fn before_migration(&self, device_count: usize) -> Option<String> {
         let devices = plural(device_count, "selected device");
         match (&self.prefixes, &self.source_block) {
-            (Ok(prefixes), Some((source, block))) if !prefixes.covers(block) => Some(format!(
-                "Gateways: a migrated session keeps its DevAddr ({devices}), and devices on \
-                 {source} have DevAddrs in {block}. That block is outside the prefixes of {} \
-                 ({prefixes}).\nPacket Broker keeps routing these uplinks to the source: after \
-                 the move the devices are heard only through gateways connected to the target.\n\
-                 Move those gateways first, or at the same time: {GATEWAY_MIGRATION_URL}\n\
-                 `--dry-run` lists each DevAddr; --gateways-migrated turns this warning off.",
-                self.target
+            (Ok(prefixes), Some((_, block))) if !prefixes.covers(block) => Some(format!(
+                "Gateways: a migrated session keeps its DevAddr ({devices}, in {block} on the \
+                 source), outside the target's prefixes ({prefixes}): once moved, the devices \
+                 are heard only through gateways connected to the target.\n\
+                 Move those gateways first: {GATEWAY_MIGRATION_URL}\n\
+                 --dry-run lists each DevAddr; --gateways-migrated turns this warning off."
             )),
             (Err(why), _) => Some(format!(
                 "Gateways: the DevAddr prefixes of {} could not be read ({why}).\nA migrated \
@@ -371,7 +369,8 @@ mod tests {
     fn warns_before_the_migration_only_when_the_source_block_is_outside_the_target() {
         let warning = check(&["27FF0000/16"]).before_migration(3).unwrap();
         assert!(
-            warning.contains("keeps its DevAddr (3 selected devices)"),
+            warning
+                .contains("keeps its DevAddr (3 selected devices, in 260B0000/16 on the source)"),
             "{warning}"
         );
         assert!(warning.contains("260B0000/16"), "{warning}");

@@ -150,6 +150,16 @@ fn failures_and_warnings_wrap_at_80_columns_and_each_failure_is_printed_once() {
     );
     let screen = words(&lines.join("\n"));
     assert!(screen.contains("! Gateways:"), "{}", lines.join("\n"));
+    // The warning before the run takes a few short lines, not a paragraph.
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("! Gateways: a migrated session"))
+        .unwrap();
+    let warning = 1 + lines[start + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("  "))
+        .count();
+    assert!(warning <= 6, "{warning} lines:\n{}", lines.join("\n"));
     assert_eq!(
         screen.matches("invalid value of field `mac_state`").count(),
         1,

@@ -211,10 +211,10 @@ impl ProfileName {
             && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
             && name.len() <= 64;
         if !valid {
-            bail!(
+            return Err(crate::exit::usage(format!(
                 "invalid profile name `{name}`: use lower-case letters, digits, `-` and `_`, \
                  starting with a letter or digit (for example `ce` or `cloud`)"
-            );
+            )));
         }
         Ok(ProfileName(name.to_string()))
     }

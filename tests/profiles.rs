@@ -68,7 +68,7 @@ fn profile_add_copies_an_existing_config_file() {
 fn bad_profiles_get_clear_errors_and_nothing_half_written() {
     let env = Env::new();
     env.run(&["profile", "add", "CE", "--host", CE])
-        .failure()
+        .code(2)
         .stderr_has("invalid profile name `CE`")
         .clean_errors();
     env.run(&["profile", "add", "ce", "--host", "not a host"])
@@ -225,6 +225,13 @@ fn a_rejected_api_key_never_replaces_the_working_login() {
         .stderr_has("api_key_not_found")
         .stderr_has("the login of profile `ce` is unchanged")
         .clean_errors();
+    // An empty key is a usage error (2), before anything is called.
+    env.cmd()
+        .args(&["login", "ce", "--api-key", "-"])
+        .stdin("\n")
+        .run()
+        .code(2)
+        .stderr_has("the API key is empty");
 
     // The working key is still the profile's login, and it still works.
     let cache: serde_json::Value = serde_json::from_str(

@@ -102,7 +102,7 @@ pub fn login(context: &Context, args: &LoginArgs) -> Result<bool> {
                 key.clone()
             };
             if key.is_empty() {
-                bail!("the API key is empty");
+                return Err(crate::exit::usage("the API key is empty"));
             }
             // ttn-lw-cli stores any key without checking it, over the working login: check the
             // key in a private credentials slot first, and store it only once it works.

@@ -8,15 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use crate::interrupt::Interrupt;
+use crate::exit::{refused, Exit};
+use crate::interrupt::{self, Interrupt};
 use crate::journal::WorkDir;
 use crate::lifecycle::Goal;
 use crate::next_step::NextStep;
-use crate::outcome::{DeviceReport, Outcome, Summary};
-use crate::output::{self, Progress};
+use crate::outcome::{count, DeviceReport, FailureKind, Outcome, Summary};
+use crate::output::{self, outln, Progress};
 use crate::plan::Migration;
+use crate::report::Destination;
 use crate::runner::{Calls, Files, RetryPolicy, Runner};
 use crate::selection;
 use crate::ttn_lw_cli::{quote, CliError, Invocation, Output, TtnLwCli};
@@ -39,14 +41,19 @@ pub fn run(
     devices: &[String],
     batch: &Batch,
 ) -> Vec<DeviceReport> {
-    let interrupt = Interrupt::install(Some(match batch.goal {
-        Goal::Migrate => resume_command(work.path()),
-        Goal::Rollback => format!(
-            "ttn-session-migrate rollback {} --yes",
-            quote(&work.path().display().to_string())
-        ),
-    }));
     let progress = output::progress_for(batch.quiet, devices.len());
+    let interrupt = Interrupt::install(interrupt::Run {
+        continue_with: match batch.goal {
+            Goal::Migrate => resume_command(work.path()),
+            Goal::Rollback => format!(
+                "ttn-session-migrate rollback {} --yes",
+                quote(&work.path().display().to_string())
+            ),
+        },
+        work: work.path().to_path_buf(),
+        devices: devices.to_vec(),
+        notify: progress.notifier(),
+    });
     let files = Files::Disk;
     let runner = Runner {
         calls: cli,
@@ -95,7 +102,7 @@ fn run_devices(runner: &Runner, devices: &[String], batch: &Batch) -> Vec<Device
         .collect()
 }
 
-/// A device that `--fail-fast` kept from starting.
+/// A device that `--fail-fast` (or Ctrl-C) kept from starting: still on the source.
 fn not_started(device: &str, runner: &Runner) -> DeviceReport {
     let mut report = DeviceReport::new(
         device,
@@ -104,8 +111,12 @@ fn not_started(device: &str, runner: &Runner) -> DeviceReport {
     );
     report.outcome = Outcome::Interrupted;
     report.resumable = true;
-    report.error = Some("not started: --fail-fast stopped the run after a failure".into());
-    report.next_action = Some(NextStep::FixThenResume {
+    report.error = Some(match runner.interrupt.requested() {
+        true => "not started: Ctrl-C stopped the run".into(),
+        false => "not started: --fail-fast stopped the run after a failure".into(),
+    });
+    report.error_kind = Some(FailureKind::NotStarted);
+    report.next_action = Some(NextStep::Resume {
         work_dir: runner.work.to_path_buf(),
     });
     report
@@ -209,30 +220,34 @@ pub fn confirm_migration(migration: &Migration, devices: &[String], yes: bool) -
 pub fn confirm_rollback(migration: &Migration, devices: &[String], yes: bool) -> Result<()> {
     ask(
         &format!(
-            "Put {} back on {} (application {}) from the saved exports, and remove them from {} where this migration created them?",
+            "Roll back {} to {} (application {}) from the saved export{}, and remove {} from {} where this migration created {}?",
             list_devices(devices),
             migration.source.deployment(),
             migration.application_id,
-            migration.target.deployment()
+            if devices.len() == 1 { "" } else { "s" },
+            if devices.len() == 1 { "it" } else { "them" },
+            migration.target.deployment(),
+            if devices.len() == 1 { "it" } else { "them" },
         ),
         yes,
     )
 }
 
-/// One yes/no question on the terminal. Without a terminal, only `--yes` goes on.
-fn ask(question: &str, yes: bool) -> Result<()> {
+/// One yes/no question on the terminal, wrapped to its width. Without a terminal, only
+/// `--yes` goes on. A refusal is exit 3: nothing was changed.
+pub fn ask(question: &str, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        bail!("refusing to change the deployments without confirmation: no terminal to ask on. Pass --yes, or preview with --dry-run");
+        return Err(refused("refusing to change the deployments without confirmation: no terminal to ask on. Pass --yes, or preview with --dry-run"));
     }
-    eprint!("{question} [y/N] ");
+    eprint!("{} ", crate::terminal::wrap(&format!("{question} [y/N]")));
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        bail!("cancelled; nothing was changed");
+        return Err(refused("cancelled; nothing was changed"));
     }
     Ok(())
 }
@@ -264,47 +279,70 @@ pub fn resume_command(work: &Path) -> String {
     )
 }
 
-/// `--report FILE`, written whatever the outcome of the devices.
-pub fn write_report(path: Option<&Path>, reports: &[DeviceReport]) -> Result<()> {
-    if let Some(path) = path {
-        crate::report::write(path, reports)?;
-        eprintln!("Report: {}", path.display());
+/// `--report`, written whatever the outcome of the devices.
+pub fn write_report(destination: Option<&Destination>, reports: &[DeviceReport]) -> Result<()> {
+    if let Some(destination) = destination {
+        crate::report::write(destination, reports)?;
+        if let Some(path) = destination.describe() {
+            eprintln!("Report: {path}");
+        }
     }
     Ok(())
 }
 
-/// Prints the summary; true when every device succeeded.
-pub fn finish(reports: &[DeviceReport], work: &Path) -> bool {
+/// Prints the summary and each failure once; returns the exit status of the run.
+pub fn finish(reports: &[DeviceReport], work: &Path, goal: Goal) -> Exit {
     let summary = Summary::of(reports);
-    eprintln!("\n{summary}");
-    let failures = output::failures(reports);
+    eprintln!("\n{}", summary.describe(goal));
+    let failures = output::failures(reports, goal);
     if !failures.is_empty() {
-        eprintln!("Not migrated:");
-        for line in failures {
-            eprintln!("{line}");
-        }
+        eprintln!("{failures}");
     }
     let unfinished = reports.iter().filter(|r| r.resumable).count();
     if unfinished > 0 {
-        eprintln!(
+        crate::terminal::eprint_wrapped(&format!(
             "Unfinished: {unfinished}. Continue with: {}",
             resume_command(work)
-        );
+        ));
     }
-    summary.all_succeeded()
+    exit_of(&summary)
+}
+
+/// 0 when every device succeeded; else 130 after Ctrl-C; 3 when nothing changed because every
+/// device was a conflict; else 1.
+pub fn exit_of(summary: &Summary) -> Exit {
+    if summary.all_succeeded() {
+        return Exit::Done;
+    }
+    // Ctrl-C that left devices unfinished (one that came too late to stop anything is no
+    // interruption of the result).
+    if interrupt::was_interrupted() {
+        return Exit::Interrupted;
+    }
+    let nothing_changed = summary.failed == 0
+        && summary.interrupted == 0
+        && summary.migrated == 0
+        && summary.rolled_back == 0;
+    match nothing_changed {
+        true => Exit::Refused,
+        false => Exit::Failed,
+    }
 }
 
 /// The head of a dry run's plan, printed before the first read-only command runs.
 pub fn print_dry_run_header(migration: &Migration) {
-    println!("# Dry run: nothing is deleted or created. Commands marked `ran` are read-only and were run to make this plan exact.");
-    println!("# Every command runs with the TTN_LW_* variables removed, and TTN_LW_SKIP_VERSION_CHECK=true TTN_LW_TELEMETRY_ENABLE=false.");
-    println!(
+    outln!("# Dry run: nothing is deleted or created. Commands marked `ran` are read-only");
+    outln!("# and were run to make this plan exact. Every command runs with the TTN_LW_*");
+    outln!(
+        "# variables removed, and TTN_LW_SKIP_VERSION_CHECK=true TTN_LW_TELEMETRY_ENABLE=false."
+    );
+    outln!(
         "# Source: {} ({}), application {}",
         migration.source.label,
         migration.source.deployment(),
         migration.application_id
     );
-    println!(
+    outln!(
         "# Target: {} ({}), application {}",
         migration.target.label,
         migration.target.deployment(),
@@ -334,7 +372,7 @@ impl Calls for DryCalls<'_> {
     fn run(&self, invocation: &Invocation) -> Result<Output, CliError> {
         let line = self.cli.render(invocation);
         if changes_a_deployment(invocation) {
-            println!("{line}");
+            outln!("{line}");
             let stdout = match &invocation.stdin {
                 crate::ttn_lw_cli::Stdin::File(path) => self.files.read(path).unwrap_or_default(),
                 crate::ttn_lw_cli::Stdin::Null => Vec::new(),
@@ -349,9 +387,9 @@ impl Calls for DryCalls<'_> {
         let saved = read.stdout_to.take();
         let result = self.cli.run(&read);
         match (&result, saved) {
-            (Ok(_), Some(_)) => println!("{line}  # ran (not saved)"),
-            (Ok(_), None) => println!("{line}  # ran"),
-            (Err(e), _) => println!("{line}  # ran: {}", e.detail),
+            (Ok(_), Some(_)) => outln!("{line}  # ran (not saved)"),
+            (Ok(_), None) => outln!("{line}  # ran"),
+            (Err(e), _) => outln!("{line}  # ran: {}", e.detail),
         }
         result
     }
@@ -369,31 +407,40 @@ impl Progress for DryProgress {
     fn step(&self, _device: &str, _step: &str) {}
 
     fn retrying(&self, _device: &str, step: &str, error: &str) {
-        println!("# {step} failed, the real run retries: {error}");
+        outln!("# {step} failed, the real run retries: {error}");
     }
 
     fn note(&self, _device: &str, note: &str) {
-        println!("# {note}");
+        outln!("# {note}");
     }
 
     fn finished(&self, report: &DeviceReport) {
         if !report.is_success() {
-            println!(
-                "# the real run stops here for this device: {}",
-                output::device_line(report)
+            let mut text = format!(
+                "the real run stops here for this device: {}",
+                report.error.as_deref().unwrap_or("failed")
             );
+            if let Some(next) = &report.next_action {
+                text.push_str(&format!("\nnext: {next}"));
+            }
+            let width = crate::terminal::width().saturating_sub(2);
+            for line in crate::terminal::wrap_with(&text, width, 2).lines() {
+                outln!("# {line}");
+            }
         }
     }
 }
 
 /// `--dry-run`: the same lifecycle as the real run, one device after another, with only the
-/// read-only calls run and nothing written. `work` is the directory the real run would use.
+/// read-only calls run and nothing written. `work` is the directory the real run would use
+/// (for `resume`/`rollback --dry-run`, the one whose journals the plan starts from).
 pub fn dry_run(
     cli: &TtnLwCli,
     migration: &Migration,
     devices: &[String],
     conflicts: &BTreeSet<String>,
     work: &Path,
+    goal: Goal,
 ) -> Vec<DeviceReport> {
     let files = Files::memory();
     let calls = DryCalls { cli, files: &files };
@@ -414,10 +461,10 @@ pub fn dry_run(
     };
     let mut reports = Vec::new();
     for device in devices {
-        println!();
-        println!("# device {device}");
+        outln!();
+        outln!("# device {device}");
         if conflicts.contains(device) {
-            println!(
+            outln!(
                 "# conflict: already in application `{}` on the target; the real run leaves it alone",
                 migration.target_application_id
             );
@@ -431,23 +478,41 @@ pub fn dry_run(
             );
             continue;
         }
-        reports.push(runner.run_device(device, Goal::Migrate));
+        reports.push(runner.run_device(device, goal));
     }
     reports
 }
 
-/// The dry run's summary, as a comment; true when the real run would migrate every device.
-pub fn finish_dry_run(reports: &[DeviceReport]) -> bool {
+/// The dry run's summary, as a comment; the exit status the real run would end with.
+pub fn finish_dry_run(reports: &[DeviceReport], goal: Goal) -> Exit {
     let summary = Summary::of(reports);
-    println!();
-    println!(
-        "# Dry run: {} would migrate, {} would fail, {} conflicts",
-        summary.migrated, summary.failed, summary.conflicts
+    outln!();
+    let done = match goal {
+        Goal::Migrate => format!("{} would migrate", summary.migrated),
+        Goal::Rollback => format!("{} would roll back", summary.rolled_back),
+    };
+    outln!(
+        "# Dry run: {done}, {} would fail, {}, {} with nothing to do",
+        summary.failed,
+        count(summary.conflicts, "conflict", "conflicts"),
+        summary.skipped
     );
-    summary.all_succeeded()
+    exit_of(&summary)
 }
 
-/// The work directory the real run would use, as the operator gave it.
+/// The work directory the real run would use: as the operator gave it, or a new one named after
+/// the time (`-2`, `-3` … when one of that second exists already).
 pub fn planned_work_dir(given: Option<&Path>) -> PathBuf {
-    given.map_or_else(WorkDir::default_path, Path::to_path_buf)
+    if let Some(given) = given {
+        return given.to_path_buf();
+    }
+    let base = WorkDir::default_path();
+    let mut path = base.clone();
+    for n in 2.. {
+        if !path.exists() {
+            break;
+        }
+        path = PathBuf::from(format!("{}-{n}", base.display()));
+    }
+    path
 }

@@ -39,8 +39,8 @@ pub fn command() -> clap::Command {
 /// Appends [`ENVIRONMENT`] to the help of a command and of all its sub-commands.
 fn with_environment(command: clap::Command) -> clap::Command {
     let after = match command.get_after_help() {
-        Some(examples) => format!("{examples}\n\n{ENVIRONMENT}"),
-        None => ENVIRONMENT.to_string(),
+        Some(examples) => format!("{examples}\n\n{ENVIRONMENT}\n\n{}", crate::exit::HELP),
+        None => format!("{ENVIRONMENT}\n\n{}", crate::exit::HELP),
     };
     command.after_help(after).mut_subcommands(with_environment)
 }
@@ -78,7 +78,7 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "quiet", help_heading = GLOBAL)]
     pub verbose: bool,
 
-    /// Print only errors and the final summary
+    /// No progress and no warnings: only each device's result, the summary and errors
     #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 
@@ -91,6 +91,7 @@ pub enum Command {
     Migrate(MigrateArgs),
     Resume(ResumeArgs),
     Rollback(RollbackArgs),
+    Status(StatusArgs),
     #[command(subcommand)]
     Profile(ProfileCommand),
     Login(LoginArgs),
@@ -196,7 +197,8 @@ pub struct MigrateArgs {
     #[arg(long, help_heading = BATCH)]
     pub fail_fast: bool,
 
-    /// Write the result of every device to FILE as JSON (never keys)
+    /// Write the result of every device to FILE as JSON (never keys); `-`: standard output,
+    /// and the human output goes to standard error
     #[arg(long, value_name = "FILE", help_heading = BATCH)]
     pub report: Option<PathBuf>,
 
@@ -269,16 +271,28 @@ fn duration_within(text: &str, (min, max): (Duration, Duration)) -> Result<Durat
 
 /// Continue an interrupted or failed migration from its work directory.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:
-  ttn-session-migrate resume ./ttn-migrate-20261124T101500")]
+#[command(after_help = "Examples:
+  ttn-session-migrate status ./ttn-migrate-20261124T101500       # where each device is
+  ttn-session-migrate resume ./ttn-migrate-20261124T101500 --dry-run
+  ttn-session-migrate resume ./ttn-migrate-20261124T101500
+
+Devices that never started are deleted from the source only after a question (or --yes).")]
 pub struct ResumeArgs {
     /// The work directory of the migration
     #[arg(value_name = "WORK_DIR")]
     pub work_dir: PathBuf,
 
-    /// Devices continued at once, 1 to 64
-    #[arg(short, long, value_name = "N", default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_JOBS as i64))]
-    pub jobs: u32,
+    /// Devices continued at once, 1 to 64 [default: the --jobs of the migration]
+    #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_JOBS as i64))]
+    pub jobs: Option<u32>,
+
+    /// Print every command instead of changing anything (read-only commands still run)
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask before starting devices that never started
+    #[arg(short, long)]
+    pub yes: bool,
 
     /// Leave a device whose import failed off the source
     #[arg(long)]
@@ -288,7 +302,7 @@ pub struct ResumeArgs {
     #[arg(long)]
     pub fail_fast: bool,
 
-    /// Write the result of every device continued to FILE as JSON (never keys)
+    /// Write the result of every device continued to FILE as JSON (never keys); `-`: stdout
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
@@ -300,6 +314,7 @@ pub struct ResumeArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   ttn-session-migrate rollback ./ttn-migrate-20261124T101500
+  ttn-session-migrate rollback ./ttn-migrate-20261124T101500 my-device --dry-run
   ttn-session-migrate rollback ./ttn-migrate-20261124T101500 my-device")]
 pub struct RollbackArgs {
     /// The work directory of the migration
@@ -310,9 +325,40 @@ pub struct RollbackArgs {
     #[arg(value_name = "DEVICE_ID")]
     pub devices: Vec<String>,
 
+    /// Print every command instead of changing anything (read-only commands still run)
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+
+    #[command(flatten)]
+    pub calls: CallOptions,
+}
+
+/// Where every device of a migration is, and what `resume` would do with it.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Reads the work directory only; --check also asks both deployments (read-only calls).
+
+Examples:
+  ttn-session-migrate status ./ttn-migrate-20261124T101500
+  ttn-session-migrate status ./ttn-migrate-20261124T101500 --check
+  ttn-session-migrate status ./ttn-migrate-20261124T101500 --json | jq '.devices[] | select(.finished | not)'"
+)]
+pub struct StatusArgs {
+    /// The work directory of the migration
+    #[arg(value_name = "WORK_DIR")]
+    pub work_dir: PathBuf,
+
+    /// Print the status as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also ask the source and the target whether each device is there (read-only)
+    #[arg(long)]
+    pub check: bool,
 
     #[command(flatten)]
     pub calls: CallOptions,

@@ -210,24 +210,20 @@ impl GatewayCheck {
     pub fn before_migration(&self, device_count: usize) -> Option<String> {
         let devices = plural(device_count, "selected device");
         match (&self.prefixes, &self.source_block) {
-            (Ok(prefixes), Some((source, block))) if !prefixes.covers(block) => Some(format!(
-                "Gateways: a migrated session keeps its DevAddr ({devices}), and devices on \
-                 {source} have DevAddrs in {block}. That block is outside the prefixes of {} \
-                 ({prefixes}), and Packet Broker routes uplinks by DevAddr: it keeps sending these \
-                 devices' uplinks to the source, where they are no longer registered. After the \
-                 migration they are heard only through gateways connected to {}. Move the gateways \
-                 that hear them first, or at the same moment: {GATEWAY_MIGRATION_URL}\n\
-                 Each device's DevAddr is checked after its export; `--dry-run` lists them all \
-                 beforehand. Pass --gateways-migrated once the gateways are moved.",
-                self.target, self.target
+            (Ok(prefixes), Some((_, block))) if !prefixes.covers(block) => Some(format!(
+                "Gateways: a migrated session keeps its DevAddr ({devices}, in {block} on the \
+                 source), outside the target's prefixes ({prefixes}): once moved, the devices \
+                 are heard only through gateways connected to the target.\n\
+                 Move those gateways first: {GATEWAY_MIGRATION_URL}\n\
+                 --dry-run lists each DevAddr; --gateways-migrated turns this warning off."
             )),
             (Err(why), _) => Some(format!(
-                "Gateways: the DevAddr prefixes of {} could not be read ({why}). A migrated \
-                 session keeps its DevAddr ({devices}); if it is outside the target's prefixes, Packet Broker keeps \
-                 routing their uplinks to the source and they are heard only through gateways \
-                 connected to {}. Move the gateways first: {GATEWAY_MIGRATION_URL}\n\
-                 Pass --gateways-migrated once the gateways are moved.",
-                self.target, self.target
+                "Gateways: the DevAddr prefixes of {} could not be read ({why}).\nA migrated \
+                 session keeps its DevAddr ({devices}); outside the target's prefixes, the \
+                 devices are heard only through gateways connected to the target.\nMove the \
+                 gateways first: {GATEWAY_MIGRATION_URL}\n--gateways-migrated turns this \
+                 warning off.",
+                self.target
             )),
             _ => None,
         }
@@ -274,15 +270,18 @@ impl GatewayCheck {
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default();
+        let full_list = match outside.len() > SHOWN {
+            true => " (--report lists them all)",
+            false => "",
+        };
         Some(format!(
-            "Gateways: DevAddr outside the prefixes of {} ({prefixes}) for {} of {}: {}. \
-             Packet Broker routes their uplinks to the network that owns the DevAddr, so they are \
-             heard only through gateways connected to {}. Move those gateways: {GATEWAY_MIGRATION_URL}",
+            "Gateways: DevAddr outside the prefixes of {} ({prefixes}) for {} of {}: {}{full_list}.\n\
+             They are heard only through gateways connected to the target; move those \
+             gateways: {GATEWAY_MIGRATION_URL}",
             self.target,
             outside.len(),
             plural(known, noun),
             list.join(", "),
-            self.target
         ))
     }
 }
@@ -370,7 +369,8 @@ mod tests {
     fn warns_before_the_migration_only_when_the_source_block_is_outside_the_target() {
         let warning = check(&["27FF0000/16"]).before_migration(3).unwrap();
         assert!(
-            warning.contains("keeps its DevAddr (3 selected devices)"),
+            warning
+                .contains("keeps its DevAddr (3 selected devices, in 260B0000/16 on the source)"),
             "{warning}"
         );
         assert!(warning.contains("260B0000/16"), "{warning}");

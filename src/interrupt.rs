@@ -1,42 +1,64 @@
 //! Ctrl-C and SIGTERM. The first signal asks the run to stop: devices not yet deleted from the
 //! source are not started, and a device between delete and import is carried to the end of
-//! its import (or its rollback). A second signal stops at once, once no journal write is in
-//! flight: the journal on disk then says truthfully where every device is.
+//! its import (or its rollback); the notice says so above the progress bars. A second signal
+//! stops at once, once no journal write is in flight: the journal on disk then says truthfully
+//! where every device is, and the notice names the devices left between the deployments.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::journal::DURABLE_WRITE;
+use crate::journal::{Journal, DURABLE_WRITE};
+use crate::lifecycle::Place;
+
+/// Set by the first signal of the process: the exit status is then 130.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether Ctrl-C (or SIGTERM) stopped a run of this process.
+pub fn was_interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Prints a line where the operator sees it (above the progress bars).
+pub type Notify = Box<dyn Fn(&str) + Send + Sync>;
+
+/// What a stop needs to know about the run.
+pub struct Run {
+    /// `resume …` (or `rollback … --yes`): printed on a forced stop.
+    pub continue_with: String,
+    pub work: PathBuf,
+    pub devices: Vec<String>,
+    pub notify: Notify,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Interrupt {
     count: Arc<AtomicUsize>,
 }
 
+/// The first notice.
+pub const STOPPING: &str = "Ctrl-C: stopping. No new device starts; devices in flight finish \
+(one between delete and import is imported first). Press Ctrl-C again to stop at once.";
+
 impl Interrupt {
-    /// Installs the handlers. `resume_hint` is printed on a forced stop.
-    pub fn install(resume_hint: Option<String>) -> Interrupt {
+    /// Installs the handlers for a run.
+    pub fn install(run: Run) -> Interrupt {
         let interrupt = Interrupt::default();
         let count = interrupt.count.clone();
         if let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) {
             std::thread::spawn(move || {
                 for _ in signals.forever() {
+                    INTERRUPTED.store(true, Ordering::SeqCst);
                     if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                        eprintln!(
-                            "\nStopping: devices already deleted from the source are finished first. \
-                             Press Ctrl-C again to stop at once."
-                        );
+                        (run.notify)(&crate::terminal::wrap(STOPPING));
                         continue;
                     }
                     // Wait for any journal write to land, and keep others from starting.
                     let _guard = DURABLE_WRITE.lock().unwrap_or_else(|e| e.into_inner());
-                    eprintln!("\nStopped at once. The journal says where each device is.");
-                    if let Some(hint) = &resume_hint {
-                        eprintln!("Continue with: {hint}");
-                    }
+                    (run.notify)(&crate::terminal::wrap(&hard_stop(&run)));
                     std::process::exit(130);
                 }
             });
@@ -47,4 +69,36 @@ impl Interrupt {
     pub fn requested(&self) -> bool {
         self.count.load(Ordering::SeqCst) > 0
     }
+}
+
+/// The notice of a forced stop: the devices off the source and not confirmed on the target,
+/// read from their journals, and the command that continues.
+fn hard_stop(run: &Run) -> String {
+    let between: Vec<&str> = run
+        .devices
+        .iter()
+        .filter(|device| {
+            Journal::in_memory(&run.work.join(device.as_str()), device)
+                .is_ok_and(|journal| between_deployments(journal.position().place))
+        })
+        .map(String::as_str)
+        .collect();
+    let mut text = String::from("Stopped at once. The journal says where each device is.");
+    if !between.is_empty() {
+        text.push_str(&format!(
+            "\n{} between delete and import, off both networks until the run is continued: {}",
+            crate::outcome::count(between.len(), "device is", "devices are"),
+            between.join(", ")
+        ));
+    }
+    text.push_str(&format!("\nContinue with: {}", run.continue_with));
+    text
+}
+
+/// Off the source (or maybe), and not confirmed on the target (or back on the source).
+fn between_deployments(place: Place) -> bool {
+    matches!(
+        place,
+        Place::MaybeDeleted | Place::ExportOnly | Place::MaybeImported | Place::MaybeRecreated
+    )
 }

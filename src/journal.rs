@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::device::ActivationMode;
 use crate::lifecycle::{advance, replay, ImpossibleStep};
 pub use crate::lifecycle::{Position, Step};
+use crate::ttn_lw_cli::quote;
 
 /// Held while a journal is being replaced, so that a forced stop (second Ctrl-C) never lands
 /// between writing and renaming.
@@ -87,13 +88,22 @@ impl WorkDir {
             .with_context(|| format!("could not read {}", path.display()))?
             .next()
             .is_none();
-        if !empty {
-            bail!(
-                "work directory {} is not empty: it holds another migration. Continue it with \
-                 `ttn-session-migrate resume {}`, or choose a new --work-dir",
+        if !empty && path.join(MANIFEST).is_file() {
+            return Err(crate::exit::usage(format!(
+                "work directory {} holds another migration. Continue it with \
+                 `ttn-session-migrate resume {}`, see it with `ttn-session-migrate status {}`, \
+                 or choose a new --work-dir",
                 path.display(),
+                quote(&path.display().to_string()),
+                quote(&path.display().to_string())
+            )));
+        }
+        if !empty {
+            return Err(crate::exit::usage(format!(
+                "--work-dir {} is not empty and is not a work directory of ttn-session-migrate; \
+                 choose a new or empty directory",
                 path.display()
-            );
+            )));
         }
         Ok(())
     }
@@ -101,10 +111,10 @@ impl WorkDir {
     /// Opens an existing work directory for `resume` or `rollback`.
     pub fn open(path: &Path) -> Result<WorkDir> {
         if !path.join(MANIFEST).is_file() {
-            bail!(
+            return Err(crate::exit::usage(format!(
                 "{} is not a work directory of ttn-session-migrate (it has no {MANIFEST})",
                 path.display()
-            );
+            )));
         }
         WorkDir::lock(path)
     }
@@ -241,6 +251,9 @@ pub struct Manifest {
     pub mode: Option<ActivationMode>,
     pub freeze_downlinks: bool,
     pub devices: Vec<String>,
+    /// `--jobs` of the run, kept by `resume`; absent in manifests of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<u32>,
 }
 
 impl Manifest {
@@ -606,6 +619,7 @@ mod tests {
                 mode: None,
                 freeze_downlinks: false,
                 devices: vec!["dev-1".into()],
+                jobs: None,
             })
             .unwrap();
             let mut journal = work.journal("dev-1").unwrap();

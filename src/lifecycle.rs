@@ -141,7 +141,7 @@ impl Place {
             Place::MaybeImported => "in the saved export; maybe imported into the target (the import did not report back)",
             Place::Imported => "on the target (not yet verified)",
             Place::Migrated => "on the target, session verified",
-            Place::MaybeRecreated => "in the saved export; maybe re-created on the source",
+            Place::MaybeRecreated => "in the saved export, maybe still on the target; maybe re-created on the source (the rollback did not finish)",
             Place::Recreated => "back on the source (maybe still on the target)",
             Place::RolledBack => "back on the source",
         }

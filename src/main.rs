@@ -11,6 +11,7 @@ mod commands;
 mod devaddr;
 mod device;
 mod doctor;
+mod exit;
 mod gateways;
 mod interrupt;
 mod journal;
@@ -23,7 +24,9 @@ mod profile;
 mod report;
 mod runner;
 mod selection;
+mod status;
 mod style;
+mod terminal;
 mod ttn_lw_cli;
 mod watch;
 // Read by the runner's detection call once it is rewritten (issue 9); tested on its own now.
@@ -34,12 +37,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::parse();
-    match commands::run(cli) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let exit = commands::run(cli).unwrap_or_else(|e| {
+        terminal::eprint_wrapped(&format!("error: {e:#}"));
+        exit::of(&e)
+    });
+    ExitCode::from(exit.code())
 }

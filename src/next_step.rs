@@ -12,7 +12,7 @@ use crate::ttn_lw_cli::quote;
 pub enum NextStep {
     /// Nothing needs fixing: `resume` carries the device further.
     Resume { work_dir: PathBuf },
-    /// Fix the cause named in the error, then `resume`.
+    /// Fix the cause named in the error (a login, a right, the network), then `resume`.
     FixThenResume { work_dir: PathBuf },
     /// The device is between the deployments: `resume` finishes it, `rollback` puts it back.
     ResumeOrRollback { work_dir: PathBuf, device: String },
@@ -22,10 +22,43 @@ pub enum NextStep {
     CheckConsole { export_dir: PathBuf },
     /// A device with this ID is already in the target application.
     ResolveConflict,
+    /// The source has no such device: a typo, or another application or cluster.
+    CheckDeviceId { application_id: String },
+    /// Nothing changed, but an option pinned in the work directory (`--from`, `--otaa`/`--abp`)
+    /// was wrong for the device: `resume` cannot help; a new migration can.
+    NewMigration,
 }
 
 fn path(p: &std::path::Path) -> String {
     quote(&p.display().to_string())
+}
+
+impl NextStep {
+    /// A stable name for scripts (the report's `next_action.step`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            NextStep::Resume { .. } => "resume",
+            NextStep::FixThenResume { .. } => "fix-then-resume",
+            NextStep::ResumeOrRollback { .. } => "resume-or-rollback",
+            NextStep::FixTargetThenMigrateAgain => "fix-target-then-migrate-again",
+            NextStep::CheckConsole { .. } => "check-console",
+            NextStep::ResolveConflict => "resolve-conflict",
+            NextStep::CheckDeviceId { .. } => "check-device-id",
+            NextStep::NewMigration => "new-migration",
+        }
+    }
+
+    /// The command that carries the device further, when there is one.
+    pub fn command(&self) -> Option<String> {
+        match self {
+            NextStep::Resume { work_dir }
+            | NextStep::FixThenResume { work_dir }
+            | NextStep::ResumeOrRollback { work_dir, .. } => {
+                Some(format!("ttn-session-migrate resume {}", path(work_dir)))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for NextStep {
@@ -36,7 +69,7 @@ impl fmt::Display for NextStep {
             }
             NextStep::FixThenResume { work_dir } => write!(
                 f,
-                "fix the cause above, then run `ttn-session-migrate resume {}`",
+                "fix the cause named in the error, then run `ttn-session-migrate resume {}`",
                 path(work_dir)
             ),
             NextStep::ResumeOrRollback { work_dir, device } => write!(
@@ -46,9 +79,10 @@ impl fmt::Display for NextStep {
                 path(work_dir),
                 quote(device)
             ),
-            NextStep::FixTargetThenMigrateAgain => {
-                write!(f, "fix the cause on the target, then migrate the device again")
-            }
+            NextStep::FixTargetThenMigrateAgain => write!(
+                f,
+                "the device is back on the source: fix the cause on the target, then migrate it again with a new work directory"
+            ),
             NextStep::CheckConsole { export_dir } => write!(
                 f,
                 "check where the device is in the Console; its export is kept in {}",
@@ -58,13 +92,27 @@ impl fmt::Display for NextStep {
                 f,
                 "delete or rename the device on the target, then migrate it again"
             ),
+            NextStep::CheckDeviceId { application_id } => write!(
+                f,
+                "check the device ID: application `{application_id}` on the source has no such device; nothing was changed"
+            ),
+            NextStep::NewMigration => write!(
+                f,
+                "nothing was changed; `resume` keeps this migration's options, so migrate the device again in a new migration with the right --from, --otaa or --abp"
+            ),
         }
     }
 }
 
+/// `{"step": "resume", "command": "ttn-session-migrate resume …", "text": "run …"}`.
 impl Serialize for NextStep {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("NextStep", 3)?;
+        s.serialize_field("step", self.name())?;
+        s.serialize_field("command", &self.command())?;
+        s.serialize_field("text", &self.to_string())?;
+        s.end()
     }
 }
 
@@ -84,7 +132,11 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_value(&step).unwrap(),
-            serde_json::Value::String(step.to_string())
+            serde_json::json!({
+                "step": "resume-or-rollback",
+                "command": "ttn-session-migrate resume '/tmp/my work'",
+                "text": step.to_string(),
+            })
         );
     }
 }

@@ -5,8 +5,63 @@
 use serde::Serialize;
 
 use crate::device::{ActivationMode, SessionSummary};
-use crate::lifecycle::Position;
+use crate::lifecycle::{Goal, Position};
 use crate::next_step::NextStep;
+use crate::ttn_lw_cli::ErrorKind;
+
+/// Why a device did not reach its goal, for scripts (the report's `error_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The device does not exist where it was looked for.
+    NotFound,
+    ApplicationNotFound,
+    /// The target (or, in a rollback, the source) already has a device with this ID or EUIs.
+    AlreadyExists,
+    Unauthenticated,
+    UnknownHost,
+    PermissionDenied,
+    /// The deployment did not answer (retried first).
+    Unavailable,
+    RateLimited,
+    Timeout,
+    /// The document or a flag was rejected.
+    Invalid,
+    /// ttn-lw-cli could not be started.
+    CouldNotStart,
+    /// The export cannot carry the session (checked before the delete).
+    ExportRefused,
+    /// The target holds another session than the one imported.
+    SessionDiffers,
+    /// Already in the target application before anything ran.
+    Conflict,
+    /// Stopped by Ctrl-C or `--fail-fast` before its delete.
+    NotStarted,
+    /// The journal does not replay.
+    JournalDamaged,
+    /// A file of the work directory could not be written or read.
+    WorkDirectory,
+    Other,
+}
+
+impl From<ErrorKind> for FailureKind {
+    fn from(kind: ErrorKind) -> FailureKind {
+        match kind {
+            ErrorKind::NotFound => FailureKind::NotFound,
+            ErrorKind::ApplicationNotFound => FailureKind::ApplicationNotFound,
+            ErrorKind::AlreadyExists => FailureKind::AlreadyExists,
+            ErrorKind::Unauthenticated => FailureKind::Unauthenticated,
+            ErrorKind::UnknownHost => FailureKind::UnknownHost,
+            ErrorKind::PermissionDenied => FailureKind::PermissionDenied,
+            ErrorKind::Transport => FailureKind::Unavailable,
+            ErrorKind::RateLimited => FailureKind::RateLimited,
+            ErrorKind::Timeout => FailureKind::Timeout,
+            ErrorKind::Invalid => FailureKind::Invalid,
+            ErrorKind::Spawn => FailureKind::CouldNotStart,
+            ErrorKind::Other => FailureKind::Other,
+        }
+    }
+}
 
 /// How a device's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,6 +97,8 @@ pub struct DeviceReport {
     /// Where the device is now, in plain words.
     pub location: String,
     pub error: Option<String>,
+    /// What kind of failure `error` is.
+    pub error_kind: Option<FailureKind>,
     pub next_action: Option<NextStep>,
     pub steps: Vec<StepTiming>,
     /// From the start of the delete on the source to the end of the import on the target.
@@ -62,6 +119,7 @@ impl DeviceReport {
             outcome: Outcome::Failed,
             location: Position::START.describe().to_string(),
             error: None,
+            error_kind: None,
             next_action: None,
             steps: Vec::new(),
             downtime_ms: None,
@@ -83,6 +141,7 @@ impl DeviceReport {
             "a device with this ID is already in application `{}` on the target; nothing was done",
             self.target_application_id
         ));
+        self.error_kind = Some(FailureKind::Conflict);
         self.next_action = Some(NextStep::ResolveConflict);
         self
     }
@@ -126,21 +185,69 @@ impl Summary {
     pub fn all_succeeded(&self) -> bool {
         self.failed == 0 && self.conflicts == 0 && self.interrupted == 0
     }
+
+    /// One line in the words of the goal: `3 migrated, 1 failed, 0 skipped, 1 conflict` or
+    /// `2 rolled back, 0 failed, 1 skipped`; `N not started` when some never started.
+    pub fn describe(&self, goal: Goal) -> String {
+        let mut parts = match goal {
+            Goal::Migrate => vec![
+                format!("{} migrated", self.migrated),
+                format!("{} failed", self.failed),
+                format!("{} skipped", self.skipped),
+                count(self.conflicts, "conflict", "conflicts"),
+            ],
+            Goal::Rollback => vec![
+                format!("{} rolled back", self.rolled_back),
+                format!("{} failed", self.failed),
+                format!("{} skipped", self.skipped),
+            ],
+        };
+        if goal == Goal::Migrate && self.rolled_back > 0 {
+            parts.push(format!("{} rolled back", self.rolled_back));
+        }
+        if self.interrupted > 0 {
+            parts.push(format!("{} not started", self.interrupted));
+        }
+        parts.join(", ")
+    }
+}
+
+/// `1 device`, `2 devices`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} migrated, {} failed, {} skipped, {} conflicts",
-            self.migrated, self.failed, self.skipped, self.conflicts
-        )?;
-        if self.rolled_back > 0 {
-            write!(f, ", {} rolled back", self.rolled_back)?;
-        }
-        if self.interrupted > 0 {
-            write!(f, ", {} not started (interrupted)", self.interrupted)?;
-        }
-        Ok(())
+        f.write_str(&self.describe(Goal::Migrate))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_count_in_words_of_the_goal() {
+        let migrate = Summary {
+            migrated: 3,
+            conflicts: 1,
+            interrupted: 34,
+            ..Summary::default()
+        };
+        assert_eq!(
+            migrate.describe(Goal::Migrate),
+            "3 migrated, 0 failed, 0 skipped, 1 conflict, 34 not started"
+        );
+        let rollback = Summary {
+            rolled_back: 1,
+            skipped: 1,
+            ..Summary::default()
+        };
+        assert_eq!(
+            rollback.describe(Goal::Rollback),
+            "1 rolled back, 0 failed, 1 skipped"
+        );
+        assert_eq!(count(1, "device", "devices"), "1 device");
     }
 }

@@ -52,6 +52,7 @@ impl Migration {
             mode: self.mode,
             freeze_downlinks: self.freeze_downlinks,
             devices: devices.to_vec(),
+            jobs: None,
         }
     }
 

@@ -161,8 +161,15 @@ impl ProfileStore {
         ProfileConfig::parse(content)?;
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("could not create {}", self.dir.display()))?;
-        let mut file = tempfile::NamedTempFile::new_in(&self.dir)
-            .with_context(|| format!("could not write in {}", self.dir.display()))?;
+        // The temporary file's name is no help to the operator: only the directory is named.
+        let mut file = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| {
+            anyhow::anyhow!(
+                "could not write in {}: {}; choose another directory with --profiles-dir or \
+                 TTN_SESSION_MIGRATE_PROFILES",
+                self.dir.display(),
+                std::io::Error::from(e.kind())
+            )
+        })?;
         file.write_all(content)?;
         file.as_file().sync_all()?;
         let path = self.path_of(name);
@@ -204,10 +211,10 @@ impl ProfileName {
             && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
             && name.len() <= 64;
         if !valid {
-            bail!(
+            return Err(crate::exit::usage(format!(
                 "invalid profile name `{name}`: use lower-case letters, digits, `-` and `_`, \
                  starting with a letter or digit (for example `ce` or `cloud`)"
-            );
+            )));
         }
         Ok(ProfileName(name.to_string()))
     }

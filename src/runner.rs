@@ -25,7 +25,7 @@ use crate::lifecycle::{
     failure_record, next, Action, End, Goal, Halt, Place, Policy, Position, Step,
 };
 use crate::next_step::NextStep;
-use crate::outcome::{DeviceReport, Outcome};
+use crate::outcome::{DeviceReport, FailureKind, Outcome};
 use crate::output::Progress;
 use crate::plan::Migration;
 use crate::ttn_lw_cli::{CliError, ErrorKind, Invocation, Output, TtnLwCli};
@@ -117,6 +117,8 @@ impl RetryPolicy {
 #[derive(Debug)]
 struct Failure {
     error: String,
+    /// What kind of failure, for scripts and for the next step.
+    kind: FailureKind,
     /// Worth another try after a pause: the loop asks `next` again.
     transient: bool,
     /// The record a final failure adds.
@@ -127,6 +129,7 @@ impl Failure {
     fn new(error: impl Into<String>) -> Failure {
         Failure {
             error: error.into(),
+            kind: FailureKind::Other,
             transient: false,
             halt: Halt::Failed,
         }
@@ -148,6 +151,7 @@ impl Failure {
         };
         Failure {
             error: format!("could not {what}: {}.{hint}", e.detail),
+            kind: e.kind.into(),
             transient: e.kind.is_transient(),
             halt: Halt::Failed,
         }
@@ -157,11 +161,16 @@ impl Failure {
         self.halt = Halt::Stuck;
         self
     }
+
+    fn kind(mut self, kind: FailureKind) -> Failure {
+        self.kind = kind;
+        self
+    }
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
-        Failure::new(format!("{e:#}"))
+        Failure::new(format!("{e:#}")).kind(FailureKind::WorkDirectory)
     }
 }
 
@@ -186,8 +195,9 @@ struct DeviceRun {
     journal: Journal,
     report: DeviceReport,
     delete_started: Option<Instant>,
-    /// The first error of this run.
+    /// The first error of this run, and its kind.
     error: Option<String>,
+    error_kind: Option<FailureKind>,
     /// Actions performed in this run.
     performed: usize,
 }
@@ -233,6 +243,7 @@ impl Runner<'_> {
             Ok(journal) => journal,
             Err(e) => {
                 report.error = Some(format!("{e:#}"));
+                report.error_kind = Some(FailureKind::JournalDamaged);
                 report.location = "unknown: journal damaged".into();
                 report.next_action = Some(NextStep::CheckConsole {
                     export_dir: self.work.join(device),
@@ -247,6 +258,7 @@ impl Runner<'_> {
             report,
             delete_started: None,
             error: None,
+            error_kind: None,
             performed: 0,
         };
         if let Some(export) = run.journal.export_file() {
@@ -304,6 +316,7 @@ impl Runner<'_> {
             }
             let step = failure_record(run.journal.position(), failure.halt);
             run.error.get_or_insert(failure.error.clone());
+            run.error_kind.get_or_insert(failure.kind);
             if let Err(e) = run
                 .journal
                 .append(Record::new(step).detail(failure.error.clone()))
@@ -322,9 +335,11 @@ impl Runner<'_> {
         report.location = position.describe().to_string();
         let work_dir = self.work.to_path_buf();
         let device = report.device_id.clone();
+        report.error_kind = run.error_kind;
         match (end, &run.error) {
             (End::Interrupted, _) => {
                 report.outcome = Outcome::Interrupted;
+                report.error_kind = Some(FailureKind::NotStarted);
                 report.resumable = true;
                 report.next_action = Some(NextStep::Resume { work_dir });
             }
@@ -353,10 +368,19 @@ impl Runner<'_> {
                         .unwrap_or_else(|| "stopped by an earlier failure".into()),
                 );
                 report.resumable = !position.untouched();
-                report.next_action = Some(if position.untouched() {
-                    NextStep::FixThenResume { work_dir }
-                } else {
-                    NextStep::ResumeOrRollback { work_dir, device }
+                report.next_action = Some(match (position.untouched(), run.error_kind) {
+                    (true, Some(FailureKind::NotFound)) if goal == Goal::Migrate => {
+                        report.location = format!(
+                            "not found in application `{}` on the source",
+                            self.migration.application_id
+                        );
+                        NextStep::CheckDeviceId {
+                            application_id: self.migration.application_id.clone(),
+                        }
+                    }
+                    (true, Some(FailureKind::ExportRefused)) => NextStep::NewMigration,
+                    (true, _) => NextStep::FixThenResume { work_dir },
+                    (false, _) => NextStep::ResumeOrRollback { work_dir, device },
                 });
             }
         }
@@ -416,9 +440,10 @@ impl Runner<'_> {
             ))
         })?;
         if let Some(problem) = crate::device::wrong_cluster(&doc, &output.stderr) {
-            return Err(Failure::new(format!(
-                "export refused, nothing was deleted: {problem}"
-            )));
+            return Err(
+                Failure::new(format!("export refused, nothing was deleted: {problem}"))
+                    .kind(FailureKind::ExportRefused),
+            );
         }
         let mode = self.migration.mode.unwrap_or(ActivationMode::of(&doc));
         run.report.mode = Some(mode);
@@ -509,6 +534,7 @@ impl Runner<'_> {
                     .map(|()| export)
                     .map_err(|problem| {
                         Failure::new(format!("export refused, nothing was deleted: {problem}"))
+                            .kind(FailureKind::ExportRefused)
                     })
             });
         let export = match checked {
@@ -680,7 +706,8 @@ impl Runner<'_> {
                 Err(Failure::new(format!(
                     "the target already has a device with this ID or these EUIs ({})",
                     e.detail
-                )))
+                ))
+                .kind(FailureKind::AlreadyExists))
             }
             Err(e) if e.kind.is_transient() => {
                 Err(Failure::call(&e, "import the device into the target"))
@@ -744,7 +771,8 @@ impl Runner<'_> {
             return Err(Failure::new(format!(
                 "the target's session differs from the export in {}",
                 differences.join(", ")
-            )));
+            ))
+            .kind(FailureKind::SessionDiffers));
         }
         run.journal.append(Record::new(Step::Verified))?;
         Ok(())
@@ -1213,7 +1241,15 @@ mod tests {
                             truthful(position.place, on_source, on_target),
                             "{label}: journal says {position:?}, source {on_source}, target {on_target}"
                         );
-                        assert_eq!(first.location, position.describe(), "{label}");
+                        // A device the source answered "not found" for is said to be so.
+                        if first.error_kind == Some(FailureKind::NotFound) && position.untouched() {
+                            assert_eq!(
+                                first.location, "not found in application `app-1` on the source",
+                                "{label}"
+                            );
+                        } else {
+                            assert_eq!(first.location, position.describe(), "{label}");
+                        }
                         if first.outcome == Outcome::Failed {
                             assert!(first.next_action.is_some(), "{label}: no next step");
                         }

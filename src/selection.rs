@@ -2,17 +2,20 @@
 //! stdin), or every device of the source application (`--all`), minus `--exclude`d ones.
 //!
 //! Exactly one of the three selections is given (the command line enforces it); `--exclude`
-//! combines with any of them. Every invalid ID, wherever it comes from, is reported at once
-//! before anything runs.
+//! combines with any of them. Before anything runs, these are usage errors (exit 2), each
+//! reported at once: an invalid ID, wherever it comes from; an ID given twice; an `--exclude`
+//! that matches no device of the selection; a named ID that the source application does not
+//! hold ([`missing_on_source`], after one paged listing).
 
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use serde_json::Value;
 
 use crate::device::validate_id;
+use crate::exit::{usage, ResultExt as _};
 use crate::profile::Profile;
 use crate::ttn_lw_cli::{Invocation, TtnLwCli};
 
@@ -75,13 +78,61 @@ pub fn listed_devices(listed: Vec<String>, exclude: &[String]) -> Result<Vec<Str
 
 fn finish_selection(candidates: Vec<Candidate>, exclude: &[String]) -> Result<Vec<String>> {
     check_ids(&candidates, exclude)?;
+    let mut problems = Vec::new();
+    let mut places: Vec<(&str, Vec<String>)> = Vec::new();
+    for candidate in &candidates {
+        let place = candidate.origin.clone().unwrap_or_default();
+        match places.iter_mut().find(|(id, _)| *id == candidate.id) {
+            Some((_, seen)) => seen.push(place),
+            None => places.push((&candidate.id, vec![place])),
+        }
+    }
+    for (id, seen) in &places {
+        if seen.len() > 1 {
+            let at: Vec<&str> = seen
+                .iter()
+                .map(String::as_str)
+                .filter(|p| !p.is_empty())
+                .collect();
+            problems.push(match at.is_empty() {
+                true => format!("`{id}` is given {} times", seen.len()),
+                false => format!("`{id}` is given {} times ({})", seen.len(), at.join(", ")),
+            });
+        }
+    }
+    let mut unmatched = BTreeSet::new();
+    for id in exclude {
+        if !candidates.iter().any(|c| &c.id == id) && unmatched.insert(id) {
+            problems.push(format!("--exclude {id} matches no device of the selection"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(usage(format!(
+            "the selection has {}; nothing was run:\n  {}",
+            if problems.len() == 1 {
+                "a problem".to_string()
+            } else {
+                format!("{} problems", problems.len())
+            },
+            problems.join("\n  ")
+        )));
+    }
     let excluded: BTreeSet<&str> = exclude.iter().map(String::as_str).collect();
-    let mut seen = BTreeSet::new();
     Ok(candidates
         .into_iter()
         .map(|c| c.id)
-        .filter(|id| !excluded.contains(id.as_str()) && seen.insert(id.clone()))
+        .filter(|id| !excluded.contains(id.as_str()))
         .collect())
+}
+
+/// The named devices the source application does not hold, in their given order.
+pub fn missing_on_source(given: &[String], listed: &[String]) -> Vec<String> {
+    let listed: BTreeSet<&str> = listed.iter().map(String::as_str).collect();
+    given
+        .iter()
+        .filter(|d| !listed.contains(d.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Reports every invalid ID at once.
@@ -93,27 +144,38 @@ fn check_ids(candidates: &[Candidate], exclude: &[String]) -> Result<()> {
             origin: Some("--exclude".into()),
         })
         .collect();
+    let mut rule = None;
     let errors: Vec<String> = candidates
         .iter()
         .chain(&excluded)
         .filter_map(|candidate| {
-            validate_id("device ID", &candidate.id)
-                .err()
-                .map(|e| match &candidate.origin {
-                    Some(origin) => format!("{origin}: {e}"),
-                    None => e.to_string(),
-                })
+            let e = validate_id("device ID", &candidate.id).err()?;
+            rule.get_or_insert(e.to_string());
+            Some(match &candidate.origin {
+                Some(origin) => format!("`{}` ({origin})", candidate.id),
+                None => format!("`{}`", candidate.id),
+            })
         })
         .collect();
-    if !errors.is_empty() {
-        bail!(
-            "{} invalid device ID{}; nothing was run:\n  {}",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" },
-            errors.join("\n  ")
-        );
+    let Some(rule) = rule else { return Ok(()) };
+    if errors.len() == 1 {
+        let origin = candidates
+            .iter()
+            .chain(&excluded)
+            .find(|c| validate_id("device ID", &c.id).is_err())
+            .and_then(|c| c.origin.clone());
+        return Err(usage(match origin {
+            Some(origin) => format!("{origin}: {rule}; nothing was run"),
+            None => format!("{rule}; nothing was run"),
+        }));
     }
-    Ok(())
+    // The rule once, then every invalid ID.
+    let rule = rule.split_once(": ").map_or(rule.as_str(), |(_, r)| r);
+    Err(usage(format!(
+        "{} invalid device IDs; nothing was run. {rule}:\n  {}",
+        errors.len(),
+        errors.join("\n  ")
+    )))
 }
 
 /// One device ID per line; blank lines and `#` comments (whole-line or trailing) are ignored.
@@ -122,11 +184,13 @@ fn read_devices_file(path: &Path) -> Result<Vec<Candidate>> {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .context("could not read the device IDs from standard input")?;
+            .context("could not read the device IDs from standard input")
+            .or_usage()?;
         ("stdin".to_string(), text)
     } else {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("could not read the devices file {}", path.display()))?;
+            .with_context(|| format!("could not read the devices file {}", path.display()))
+            .or_usage()?;
         (path.display().to_string(), text)
     };
     Ok(parse_device_lines(&text)
@@ -202,12 +266,9 @@ mod tests {
     }
 
     #[test]
-    fn excluded_and_repeated_devices_are_dropped_in_order() {
-        let devices = given_devices(
-            &named(&["dev-3", "dev-1", "dev-3", "dev-2"]),
-            &["dev-1".into()],
-        )
-        .unwrap();
+    fn excluded_devices_are_dropped_in_order() {
+        let devices =
+            given_devices(&named(&["dev-3", "dev-1", "dev-2"]), &["dev-1".into()]).unwrap();
         assert_eq!(
             devices,
             Some(vec!["dev-3".to_string(), "dev-2".to_string()])
@@ -215,17 +276,45 @@ mod tests {
     }
 
     #[test]
-    fn every_invalid_id_is_reported_together() {
-        let error = given_devices(&named(&["Dev_1", "ok-1", "x"]), &["-bad".into()])
-            .unwrap_err()
-            .to_string();
+    fn a_repeated_id_and_an_exclude_that_matches_nothing_are_usage_errors() {
+        let error = given_devices(
+            &named(&["dev-3", "dev-1", "dev-3", "dev-3"]),
+            &["sensr-000".into(), "sensr-000".into()],
+        )
+        .unwrap_err();
+        assert_eq!(crate::exit::of(&error), crate::exit::Exit::Usage);
+        let text = error.to_string();
+        assert!(text.contains("`dev-3` is given 3 times"), "{text}");
+        assert_eq!(text.matches("dev-3").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("--exclude sensr-000 matches no device of the selection")
+                .count(),
+            1,
+            "{text}"
+        );
+        let listed = listed_devices(vec!["dev-1".into()], &["dev-2".into()]).unwrap_err();
+        assert!(listed
+            .to_string()
+            .contains("--exclude dev-2 matches no device"));
+        assert_eq!(
+            missing_on_source(&["a-1".into(), "b-2".into()], &["b-2".into()]),
+            ["a-1"]
+        );
+    }
+
+    #[test]
+    fn every_invalid_id_is_reported_together_with_the_rule_once() {
+        let error = given_devices(&named(&["Dev_1", "ok-1", "x"]), &["-bad".into()]).unwrap_err();
+        assert_eq!(crate::exit::of(&error), crate::exit::Exit::Usage);
+        let error = error.to_string();
         assert!(
             error.starts_with("3 invalid device IDs; nothing was run"),
             "{error}"
         );
-        for id in ["`Dev_1`", "`x`", "--exclude: invalid device ID `-bad`"] {
+        for id in ["`Dev_1`", "`x`", "`-bad` (--exclude)"] {
             assert!(error.contains(id), "{error}");
         }
+        assert_eq!(error.matches("lower-case").count(), 1, "{error}");
     }
 
     #[test]

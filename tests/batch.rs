@@ -149,11 +149,11 @@ fn every_bad_id_of_a_devices_file_is_reported_and_nothing_runs() {
         "Bad",
         "--yes",
     ])
-    .failure()
+    .code(2)
     .stderr_has("3 invalid device IDs; nothing was run")
-    .stderr_has("devices.txt line 2: invalid device ID `Dev_2`")
-    .stderr_has("devices.txt line 4: invalid device ID `x`")
-    .stderr_has("--exclude: invalid device ID `Bad`")
+    .stderr_has("`Dev_2` (devices.txt line 2)")
+    .stderr_has("`x` (devices.txt line 4)")
+    .stderr_has("`Bad` (--exclude)")
     .clean_errors();
 
     assert_eq!(env.state.calls().len(), before, "ttn-lw-cli was called");
@@ -171,7 +171,7 @@ fn a_report_that_cannot_be_written_stops_the_run_before_anything_changes() {
         "missing/report.json",
         "--yes",
     ])
-    .failure()
+    .code(3)
     .stderr_has("the directory of the report file missing/report.json does not exist")
     .clean_errors();
     assert!(env.writes().is_empty());
@@ -204,7 +204,7 @@ fn resume_checks_its_report_before_anything_runs() {
     .failure();
     let calls = env.state.calls().len();
     env.run(&["resume", "w", "--report", "missing/report.json"])
-        .failure()
+        .code(3)
         .stderr_has("the directory of the report file missing/report.json does not exist")
         .clean_errors();
     assert_eq!(env.state.calls().len(), calls, "a command ran");
@@ -292,7 +292,12 @@ fn failed_devices_do_not_stop_the_others_and_the_report_says_why() {
                     entry["error"].as_str().unwrap().contains("mac_state"),
                     "{entry}"
                 );
-                assert!(entry["next_action"].is_string());
+                assert_eq!(entry["error_kind"], "invalid", "{entry}");
+                assert_eq!(
+                    entry["next_action"]["step"], "fix-target-then-migrate-again",
+                    "{entry}"
+                );
+                assert!(entry["next_action"]["text"].is_string());
                 // Put back on the source by the automatic rollback.
                 assert!(env.on_ce(device).is_some(), "{device} lost");
                 assert!(env.on_cloud(device).is_none());
@@ -383,7 +388,8 @@ fn conflicts_are_found_with_one_target_listing_before_any_delete() {
     ])
     .failure()
     .stderr_has("2 migrated, 0 failed, 0 skipped, 2 conflicts")
-    .stdout_has("dev-2  -  DevAddr -  conflict");
+    .stdout_has("dev-2  conflict (see below)")
+    .stderr_has("Not migrated:\n  dev-2: a device with this ID is already in application `app-1`");
 
     let calls = env.state.calls();
     let target_list = calls

@@ -50,7 +50,7 @@ fn freeze_downlinks_with_a_cli_older_than_3_21_is_refused_up_front() {
     env.seed_ce("otaa-eu1", "dev-1");
     env.state.set_version("3.20.3");
     env.run(&["migrate", APP, "dev-1", "--yes", "--freeze-downlinks"])
-        .failure()
+        .code(3)
         .stderr_has("--freeze-downlinks needs ttn-lw-cli 3.21.0 or newer")
         .stderr_has("nothing was deleted")
         .clean_errors();

@@ -285,7 +285,7 @@ fn migrate_runs_the_checks_and_a_problem_stops_it_before_any_delete() {
         ),
     );
     env.run(&["migrate", "app-1", "dev-1", "--yes"])
-        .failure()
+        .code(3)
         .stderr_has("the checks before the migration found 1 problem; nothing was deleted")
         .stderr_has("✗ the API key of `cloud` lacks RIGHT_APPLICATION_TRAFFIC_READ")
         .stderr_has("RIGHT_APPLICATION_DEVICES_READ_KEYS (to read device keys and sessions)")
@@ -484,9 +484,9 @@ fn a_target_key_that_cannot_create_stops_the_migration_before_any_delete() {
         ),
     );
     env.run(&["migrate", APP, "dev-1", "--yes"])
-        .failure()
+        .code(3)
         .stderr_has("nothing was deleted")
-        .stderr_has("✗ the API key of `cloud` lacks RIGHT_APPLICATION_INFO (to read the application, which `end-devices create` does)")
+        .stderr_says("✗ the API key of `cloud` lacks RIGHT_APPLICATION_INFO (to read the application, which `end-devices create` does)")
         .stderr_has("RIGHT_APPLICATION_TRAFFIC_READ")
         .clean_errors();
     assert!(env.writes().is_empty(), "{:?}", env.writes());
@@ -504,7 +504,7 @@ fn a_source_key_that_could_not_recreate_stops_the_migration_before_any_delete() 
         DeploymentSettings::default().application_key("NNSXS.CE.SECRET", APP, &without_info),
     );
     env.run(&["migrate", APP, "dev-1", "--yes"])
-        .failure()
+        .code(3)
         .stderr_has("✗ the API key of `ce` lacks RIGHT_APPLICATION_INFO")
         .clean_errors();
     assert!(env.writes().is_empty(), "{:?}", env.writes());

@@ -16,7 +16,7 @@ fn a_deleted_access_token_during_the_delete_is_not_an_absent_device() {
     env.state
         .add_fault(Fault::failing("end-devices delete", defs::token_not_found()).on(CE));
     let run = env.run(&["migrate", APP, "dev-1", "--yes"]).failure();
-    assert!(run.stdout.contains("token_not_found"), "{run:#?}");
+    assert!(run.stderr.contains("token_not_found"), "{run:#?}");
     assert!(env.on_ce("dev-1").is_some());
     assert!(
         env.on_cloud("dev-1").is_none(),

@@ -20,14 +20,15 @@ fn otaa_given_for_an_abp_device_names_the_flag_not_missing_keys() {
             "w",
         ])
         .failure()
-        .stdout_has("the device is ABP on the source, but --otaa was given")
-        .stdout_has("in a new migration with --abp")
+        .stderr_says("the device is ABP on the source, but --otaa was given")
+        .stderr_says("in a new migration with --abp")
+        .stderr_says("next: nothing was changed; `resume` keeps this migration's options")
         .clean_errors()
         .no_keys_of(&seeded);
     assert!(
-        !run.stdout.contains("session_key_id"),
+        !run.stderr.contains("session_key_id"),
         "no missing keys blamed: {}",
-        run.stdout
+        run.stderr
     );
     assert!(env.on_ce("dev-1").is_some(), "nothing was deleted");
     assert!(env.writes().is_empty(), "{:?}", env.writes());
@@ -48,7 +49,7 @@ fn abp_given_for_an_otaa_device_is_refused_before_the_delete() {
         "w",
     ])
     .failure()
-    .stdout_has("the device is OTAA on the source, but --abp was given")
+    .stderr_says("the device is OTAA on the source, but --abp was given")
     .clean_errors();
     assert!(env.on_ce("dev-1").is_some());
     assert!(env.writes().is_empty(), "{:?}", env.writes());

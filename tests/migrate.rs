@@ -235,7 +235,7 @@ fn a_dry_run_reports_a_failing_device_as_the_real_run_does_and_goes_on() {
             "w",
         ])
         .failure()
-        .stdout_has("# the real run stops here for this device: dev-1  OTAA")
+        .stdout_says("# the real run stops here for this device: export refused, nothing was deleted: the export lacks mac_state")
         .stdout_has("# Dry run: 1 would migrate, 1 would fail, 0 conflicts")
         .clean_errors();
     assert!(env.writes().is_empty());
@@ -263,13 +263,23 @@ fn a_dry_run_reports_a_failing_device_as_the_real_run_does_and_goes_on() {
             "w",
         ])
         .failure();
-    let failed_line = |out: &str| {
-        out.lines().find(|l| l.contains("dev-1  OTAA")).map(|l| {
-            l.trim_start_matches("# the real run stops here for this device: ")
-                .to_string()
-        })
+    // The same error and next step, in the plan and in the real run's summary.
+    let error = |text: &str, from: &str, to: &str| {
+        let text = words(text);
+        let start = text.find(from).expect(from) + from.len();
+        let end = text[start..].find(to).expect(to) + start;
+        text[start..end].trim().to_string()
     };
-    assert_eq!(failed_line(&dry.stdout), failed_line(&real.stdout));
+    assert_eq!(
+        error(&dry.stdout, "this device:", "# next:"),
+        error(&real.stderr, "Not migrated: dev-1:", "where:")
+    );
+    assert!(
+        real.stdout
+            .lines()
+            .any(|l| l.starts_with("dev-1  OTAA  DevAddr") && l.ends_with("FAILED (see below)")),
+        "{real:#?}"
+    );
     assert!(env.on_cloud("dev-2").is_some());
 }
 
@@ -278,8 +288,8 @@ fn assert_refused(fixture: &str, reason: &str) {
     let seeded = env.seed_ce(fixture, "dev-1");
     env.run(&["migrate", "app-1", "dev-1", "--yes"])
         .failure()
-        .stdout_has("export refused, nothing was deleted")
-        .stdout_has(reason)
+        .stderr_has("export refused, nothing was deleted")
+        .stderr_says(reason)
         .clean_errors()
         .no_keys_of(&seeded);
     assert_eq!(
@@ -320,9 +330,10 @@ fn a_device_id_taken_on_the_target_is_caught_before_the_delete() {
     other["ids"]["application_ids"]["application_id"] = APP.into();
     env.state.put_device(CLOUD, &other);
 
+    // Nothing changed: refused (3).
     env.run(&["migrate", "app-1", "dev-1", "--yes"])
-        .failure()
-        .stdout_has("conflict")
+        .code(3)
+        .stdout_has("dev-1  conflict")
         .clean_errors();
     assert_eq!(env.on_ce("dev-1"), Some(seeded));
     assert_eq!(env.on_cloud("dev-1"), Some(other));
@@ -345,7 +356,8 @@ fn an_id_taken_at_import_time_puts_the_device_back_on_the_source() {
     );
     env.run(&["migrate", "app-1", "dev-1", "--yes"])
         .failure()
-        .stdout_has("rolled back to the source")
+        .stderr_says("; rolled back to the source")
+        .stderr_says("where: back on the source")
         .clean_errors();
     let back = env.on_ce("dev-1").expect("back on the source");
     assert_eq!(session_of(&back), session_of(&seeded));
@@ -357,14 +369,34 @@ fn bad_input_runs_nothing() {
     let env = Env::new().with_profiles();
     env.seed_ce("otaa-eu1", "dev-1");
     let before = env.state.calls().len();
-    let cases: &[(&[&str], &str)] = &[
+    // Usage (2): what was typed is wrong; refused (3): a profile is missing.
+    let cases: &[(&[&str], i32, &str)] = &[
         (
             &["migrate", "App_1", "dev-1", "--yes"],
+            2,
             "invalid application ID `App_1`",
         ),
         (
             &["migrate", "app-1", "dev-1", "x", "bad_id", "--yes"],
-            "invalid device ID `x`",
+            2,
+            "2 invalid device IDs",
+        ),
+        (
+            &["migrate", "app-1", "dev-1", "dev-1", "--yes"],
+            2,
+            "`dev-1` is given 2 times",
+        ),
+        (
+            &[
+                "migrate",
+                "app-1",
+                "dev-1",
+                "--exclude",
+                "sensr-000",
+                "--yes",
+            ],
+            2,
+            "--exclude sensr-000 matches no device of the selection",
         ),
         (
             &[
@@ -375,10 +407,12 @@ fn bad_input_runs_nothing() {
                 "a",
                 "--yes",
             ],
+            2,
             "invalid target application ID",
         ),
         (
             &["migrate", "app-1", "dev-1", "--from", "nope", "--yes"],
+            3,
             "profile `nope` does not exist",
         ),
         (
@@ -390,11 +424,12 @@ fn bad_input_runs_nothing() {
                 "/missing/cloud.yml",
                 "--yes",
             ],
+            3,
             "config file /missing/cloud.yml does not exist",
         ),
     ];
-    for (args, message) in cases {
-        env.run(args).failure().stderr_has(message).clean_errors();
+    for (args, code, message) in cases {
+        env.run(args).code(*code).stderr_has(message).clean_errors();
     }
     let run = env.run(&["migrate", "app-1", "dev-1", "x", "bad_id", "--yes"]);
     assert!(
@@ -410,7 +445,7 @@ fn without_a_terminal_and_without_yes_nothing_is_deleted() {
     let env = Env::new().with_profiles();
     let seeded = env.seed_ce("otaa-eu1", "dev-1");
     env.run(&["migrate", "app-1", "dev-1"])
-        .failure()
+        .code(3)
         .stderr_has("Pass --yes");
     assert_eq!(env.on_ce("dev-1"), Some(seeded));
     assert!(env.writes().is_empty());

@@ -43,7 +43,7 @@ fn durations_and_plain_seconds_are_accepted_and_limits_are_named() {
     // Parsed: the run gets as far as the missing profile.
     for timeout in ["90s", "2m", "1m30s", "120"] {
         env.run(&["migrate", "app-1", "dev-1", "--yes", "--timeout", timeout])
-            .failure()
+            .code(3)
             .stderr_has("profile `ce` does not exist");
     }
     env.run(&["migrate", "app-1", "dev-1", "--timeout", "0"])

@@ -32,8 +32,9 @@ fn profile_add_runs_use_and_keeps_a_credentials_id_per_deployment() {
 
     env.run(&["profile", "list"])
         .success()
-        .stdout_has("ce\tThe Things Stack Community Edition, cluster eu1")
-        .stdout_has("cloud\tThe Things Stack Cloud");
+        .stdout_has("NAME   DEPLOYMENT")
+        .stdout_has("ce     The Things Stack Community Edition, cluster eu1  ")
+        .stdout_has("cloud  The Things Stack Cloud");
     env.run(&["profile", "show", "cloud"])
         .success()
         .stdout_has(&format!("credentials-id: {CLOUD}"));
@@ -67,7 +68,7 @@ fn profile_add_copies_an_existing_config_file() {
 fn bad_profiles_get_clear_errors_and_nothing_half_written() {
     let env = Env::new();
     env.run(&["profile", "add", "CE", "--host", CE])
-        .failure()
+        .code(2)
         .stderr_has("invalid profile name `CE`")
         .clean_errors();
     env.run(&["profile", "add", "ce", "--host", "not a host"])
@@ -154,7 +155,7 @@ fn a_missing_ttn_lw_cli_names_every_place_looked() {
         .env("PATH", "/nonexistent")
         .run()
         .failure()
-        .stderr_has("--ttn-lw-cli, the TTN_LW_CLI environment variable, and for `ttn-lw-cli`, `tti-lw-cli` and `ttn-lw-stack.ttn-lw-cli` (the snap) on PATH")
+        .stderr_says("--ttn-lw-cli, the TTN_LW_CLI environment variable, and for `ttn-lw-cli`, `tti-lw-cli` and `ttn-lw-stack.ttn-lw-cli` (the snap) on PATH")
         .stderr_has("Install The Things Stack CLI")
         .clean_errors();
     env.cmd()
@@ -180,7 +181,7 @@ fn a_cli_older_than_3_12_is_refused() {
     env.run(&["profile", "add", "ce", "--host", CE])
         .failure()
         .stderr_has("ttn-lw-cli 3.11.2")
-        .stderr_has("needs 3.12 or newer");
+        .stderr_says("needs 3.12 or newer");
 }
 
 #[test]
@@ -224,6 +225,13 @@ fn a_rejected_api_key_never_replaces_the_working_login() {
         .stderr_has("api_key_not_found")
         .stderr_has("the login of profile `ce` is unchanged")
         .clean_errors();
+    // An empty key is a usage error (2), before anything is called.
+    env.cmd()
+        .args(&["login", "ce", "--api-key", "-"])
+        .stdin("\n")
+        .run()
+        .code(2)
+        .stderr_has("the API key is empty");
 
     // The working key is still the profile's login, and it still works.
     let cache: serde_json::Value = serde_json::from_str(
@@ -293,7 +301,24 @@ fn a_failed_oauth_login_names_this_tools_flag_not_ttn_lw_clis() {
     // The double has no browser flow: ttn-lw-cli fails and suggests `--callback=false`.
     env.run(&["login", "ce"])
         .failure()
-        .stderr_has("`ttn-session-migrate login ce --no-callback`")
-        .stderr_has("`ttn-session-migrate login ce --api-key -`");
+        .stderr_says("`ttn-session-migrate login ce --no-callback`")
+        .stderr_says("`ttn-session-migrate login ce --api-key -`");
     env.run(&["login", "ce", "--callback=false"]).code(2);
+}
+
+// F30: a header, aligned columns, and profiles sharing one login are marked.
+#[test]
+fn profile_list_aligns_columns_and_marks_a_shared_login() {
+    let env = Env::new();
+    env.run(&["profile", "add", "ce", "--host", CE]).success();
+    let ce = env.profile("ce").display().to_string();
+    env.run(&["profile", "add", "ce2", "--config", &ce])
+        .success();
+    let run = env.run(&["profile", "list"]).success();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME "), "{run:#?}");
+    let column = |line: &str| line.find("The Things Stack");
+    assert_eq!(column(lines[1]), column(lines[2]), "{run:#?}");
+    assert!(lines[1].contains("(shared with ce2)"), "{run:#?}");
+    assert!(lines[2].contains("(shared with ce)"), "{run:#?}");
 }

@@ -260,6 +260,8 @@ fn the_man_page_is_roff_of_the_same_definition() {
         "\\-\\-host",
         "rollback ./ttn\\-migrate\\-20261124T101500 my\\-device",
         ".SH ENVIRONMENT",
+        ".SH \"EXIT STATUS\"",
+        "130  interrupted (Ctrl\\-C)",
     ] {
         assert!(page.contains(needle), "the man page lacks {needle}");
     }
@@ -323,13 +325,13 @@ fn every_sub_command_help_has_a_summary_an_example_and_the_environment() {
 fn errors_are_sentences_not_debug_output() {
     let env = Env::new();
     env.run(&["migrate", "app-1", "dev-1", "--yes"])
-        .failure()
+        .code(3)
         .stderr_has("error: source profile (--from): profile `ce` does not exist")
         .clean_errors();
     env.cmd()
         .args(&["migrate", "app-1", "dev-1", "--yes"])
         .env("TTN_SESSION_MIGRATE_PROFILES", "/nonexistent/dir")
         .run()
-        .failure()
+        .code(3)
         .clean_errors();
 }

@@ -10,13 +10,15 @@
 //!
 //! Every call here is read-only, costs O(1) per migration, and is printed by a dry run.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::Context;
 use crate::cli::MigrateArgs;
 use crate::devaddr::{self, GatewayCheck};
 use crate::doctor;
+use crate::exit::refused;
 use crate::outcome::{DeviceReport, Outcome};
+use crate::output::{outln, Activity};
 use crate::plan::Migration;
 use crate::style::{Colour, Style};
 use crate::ttn_lw_cli::{Invocation, TtnLwCli};
@@ -27,10 +29,11 @@ pub fn before_first_delete(
     args: &MigrateArgs,
     cli: &TtnLwCli,
     migration: &Migration,
+    activity: &Activity,
 ) -> Result<Option<GatewayCheck>> {
     let mut ran = |invocation: &Invocation, what: &str| {
         if args.dry_run {
-            println!("{}  # ran: {what}", cli.render(invocation));
+            outln!("{}  # ran: {what}", cli.render(invocation));
         }
     };
     if let Some(problem) = cli
@@ -38,17 +41,17 @@ pub fn before_first_delete(
         .ok()
         .and_then(|version| doctor::unsupported_by(version, migration))
     {
-        bail!("{problem}");
+        return Err(refused(problem));
     }
     if !args.skip_checks {
         let checkup = doctor::before_migration(cli, migration, &mut ran);
         if !checkup.problems().is_empty() {
-            bail!("{}", doctor::refusal(&checkup));
+            return Err(refused(doctor::refusal(&checkup)));
         }
         if !context.cli.quiet {
             let style = Style::for_stderr();
             for warning in checkup.warnings() {
-                eprintln!("{}", warning.render(style));
+                activity.println(&warning.render(style));
             }
         }
     }
@@ -57,6 +60,7 @@ pub fn before_first_delete(
     if args.gateways_migrated || devaddr::same_network(&migration.source, &migration.target) {
         return Ok(None);
     }
+    activity.set("reading the target's DevAddr prefixes");
     let prefixes = devaddr::read_target_prefixes(cli, &migration.target, &mut ran);
     Ok(Some(GatewayCheck::new(
         &migration.source,
@@ -65,9 +69,9 @@ pub fn before_first_delete(
     )))
 }
 
-/// The warning above the confirmation (printed with `--yes` too).
-pub fn warn_before_confirmation(gateways: Option<&GatewayCheck>, devices: usize) {
-    if devices == 0 {
+/// The warning above the confirmation (printed with `--yes` too; not with `--quiet`).
+pub fn warn_before_confirmation(gateways: Option<&GatewayCheck>, devices: usize, quiet: bool) {
+    if devices == 0 || quiet {
         return;
     }
     if let Some(warning) = gateways.and_then(|g| g.before_migration(devices)) {
@@ -77,8 +81,10 @@ pub fn warn_before_confirmation(gateways: Option<&GatewayCheck>, devices: usize)
 
 /// The exact list after the run: the migrated devices whose DevAddr is outside the target's
 /// prefixes.
-pub fn warn_after_run(gateways: Option<&GatewayCheck>, reports: &[DeviceReport]) {
-    let Some(gateways) = gateways else { return };
+pub fn warn_after_run(gateways: Option<&GatewayCheck>, reports: &[DeviceReport], quiet: bool) {
+    let Some(gateways) = gateways.filter(|_| !quiet) else {
+        return;
+    };
     let migrated: Vec<(String, Option<String>)> = reports
         .iter()
         .filter(|r| r.outcome == Outcome::Migrated)
@@ -102,16 +108,25 @@ pub fn print_dry_run_gateways(
     let Some(warning) = gateways.and_then(|g| g.after_export("exported device", exported)) else {
         return;
     };
-    println!();
-    for line in warning.lines() {
-        println!("# {line}");
+    outln!();
+    let text = format!("{warning}\nThe real run asks before its first delete; pass --gateways-migrated once the gateways are moved.");
+    for line in crate::terminal::wrap_with(&text, crate::terminal::width() - 2, 2).lines() {
+        outln!("# {line}");
     }
-    println!("# The real run asks before its first delete; pass --gateways-migrated once the gateways are moved.");
 }
 
+/// `! Gateways: …`, wrapped to the terminal (the mark is painted after wrapping).
 fn warning_text(warning: &str) -> String {
-    format!(
-        "{} {warning}",
-        Style::for_stderr().paint(Colour::Yellow, "!")
-    )
+    let width = crate::terminal::width();
+    let wrapped: Vec<String> = warning
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match i {
+            0 => crate::terminal::wrap_with(&format!("! {line}"), width, 2),
+            _ => crate::terminal::wrap_with(&format!("  {line}"), width, 0),
+        })
+        .collect();
+    let wrapped = wrapped.join("\n");
+    let mark = Style::for_stderr().paint(Colour::Yellow, "!");
+    format!("{mark}{}", &wrapped[1..])
 }

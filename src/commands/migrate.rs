@@ -1,44 +1,60 @@
 //! `migrate`, `resume` and `rollback`: each reads as parse → plan → check → confirm → run →
 //! report. The batch (checks, question, workers, dry run, summary) is in [`crate::batch`].
+//!
+//! Exit status (see [`crate::exit`]): an error while parsing is a usage error (2); an error
+//! before the first change is a refusal (3); after the run, the devices decide (0, 1, 130).
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
 use super::{retry_policy, Context};
 use crate::batch::{self, Batch};
 use crate::cli::{MigrateArgs, ResumeArgs, RollbackArgs};
 use crate::device::{validate_id, ActivationMode};
+use crate::exit::{refused, usage, Exit, ResultExt as _};
 use crate::journal::{Manifest, WorkDir};
 use crate::lifecycle::Goal;
-use crate::outcome::DeviceReport;
-use crate::output;
+use crate::outcome::{count, DeviceReport};
+use crate::output::{self, outln, Activity};
 use crate::plan::Migration;
+use crate::report::Destination;
 use crate::runner::position_of;
 use crate::selection::{self, Selection, MAX_PAGE_SIZE};
+use crate::status;
 
-pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
+/// The `--jobs` of a resume whose migration did not record one.
+const DEFAULT_JOBS: u32 = 4;
+
+pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
     // Parse.
-    validate_id("application ID", &args.application_id)?;
+    validate_id("application ID", &args.application_id).or_usage()?;
     let target_application = args
         .to_application
         .clone()
         .unwrap_or_else(|| args.application_id.clone());
-    validate_id("target application ID", &target_application)?;
+    validate_id("target application ID", &target_application).or_usage()?;
     let selection = Selection::of(&args.devices, args.devices_file.as_deref(), args.all);
     let given = selection::given_devices(&selection, &args.exclude)?;
-    check_report(args.report.as_deref())?;
+    let report = report_destination(args.report.as_deref())?;
+    let work_path = batch::planned_work_dir(args.work_dir.as_deref());
+    WorkDir::check_new(&work_path)?;
 
     // Plan.
-    let store = context.profiles()?;
+    let store = context.profiles().or_refused()?;
     let source = store
         .resolve(&args.from)
-        .context("source profile (--from)")?;
-    let target = store.resolve(&args.to).context("target profile (--to)")?;
+        .context("source profile (--from)")
+        .or_refused()?;
+    let target = store
+        .resolve(&args.to)
+        .context("target profile (--to)")
+        .or_refused()?;
     if source.path == target.path && args.application_id == target_application {
-        bail!("the source and the target are the same application on the same deployment; check --from, --to and --to-application");
+        return Err(usage("the source and the target are the same application on the same deployment; check --from, --to and --to-application"));
     }
-    let cli = context.ttn_lw_cli(Some(&args.calls))?;
+    let cli = context.ttn_lw_cli(Some(&args.calls)).or_refused()?;
     let migration = Migration {
         source,
         target,
@@ -51,44 +67,65 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         },
         freeze_downlinks: args.freeze_downlinks,
     };
-    let work_path = batch::planned_work_dir(args.work_dir.as_deref());
-    WorkDir::check_new(&work_path)?;
     let page_size = args.page_size as usize;
     if args.dry_run {
         batch::print_dry_run_header(&migration);
     }
     let ran = |invocation: &crate::ttn_lw_cli::Invocation, what: &str| {
         if args.dry_run {
-            println!("{}  # ran: {what}", cli.render(invocation));
+            outln!("{}  # ran: {what}", cli.render(invocation));
         }
     };
+
+    // Check: nothing below changes a deployment; every error is a refusal (or a typo).
+    let activity = Activity::start(
+        context.cli.quiet || args.dry_run,
+        "checking ttn-lw-cli, the profiles and the logins",
+    );
+    let gateways = super::checks::before_first_delete(context, args, &cli, &migration, &activity)?;
+    activity.set(&format!(
+        "listing application {} on the source",
+        migration.application_id
+    ));
+    let listed = selection::list_device_ids(
+        &cli,
+        &migration.source,
+        &migration.application_id,
+        page_size,
+        &mut |list, found| ran(list, &count(found, "device on this page", "devices on this page")),
+    )
+    .map_err(|e| {
+        refused(format!(
+            "cannot list application `{}` on the source ({}): {e}. Check the application ID and the login's rights",
+            migration.application_id,
+            migration.source.deployment()
+        ))
+    })?;
     let devices = match given {
-        Some(devices) => devices,
-        None => {
-            let listed = selection::list_device_ids(
-                &cli,
-                &migration.source,
-                &migration.application_id,
-                page_size,
-                &mut |list, found| ran(list, &format!("{found} devices on this page")),
-            )
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot list application `{}` on the source ({}): {e}. Check the application ID and the login's rights",
+        Some(devices) => {
+            let missing = selection::missing_on_source(&devices, &listed);
+            if !missing.is_empty() {
+                return Err(usage(format!(
+                    "{} not in application `{}` on the source ({}); nothing was run: {}",
+                    count(missing.len(), "device is", "devices are"),
                     migration.application_id,
-                    migration.source.deployment()
-                )
-            })?;
-            selection::listed_devices(listed, &args.exclude)?
+                    migration.source.deployment(),
+                    missing.join(", ")
+                )));
+            }
+            devices
         }
+        None => selection::listed_devices(listed, &args.exclude)?,
     };
     if devices.is_empty() {
+        drop(activity);
         eprintln!("No devices to migrate: the selection is empty.");
-        return Ok(true);
+        return Ok(Exit::Done);
     }
-
-    // Check.
-    let gateways = super::checks::before_first_delete(context, args, &cli, &migration)?;
+    activity.set(&format!(
+        "listing application {} on the target",
+        migration.target_application_id
+    ));
     let conflicts = batch::preflight(
         &cli,
         &migration,
@@ -96,29 +133,47 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         page_size,
         !args.skip_checks,
         &mut { ran },
-    )?;
+    )
+    .or_refused()?;
+    drop(activity);
     if args.dry_run {
-        let reports = batch::dry_run(&cli, &migration, &devices, &conflicts, &work_path);
+        let reports = batch::dry_run(
+            &cli,
+            &migration,
+            &devices,
+            &conflicts,
+            &work_path,
+            Goal::Migrate,
+        );
         super::checks::print_dry_run_gateways(gateways.as_ref(), &exported(&reports));
-        return Ok(batch::finish_dry_run(&reports));
+        batch::write_report(report.as_ref(), &reports)?;
+        return Ok(batch::finish_dry_run(&reports, Goal::Migrate));
     }
     let (mut reports, to_run) = batch::split_conflicts(&devices, &conflicts, &migration);
+    for report in &reports {
+        output::out_line(&output::device_line(report));
+    }
+    if to_run.is_empty() {
+        // Every device is a conflict: nothing to do, nothing changed.
+        let exit = batch::finish(&reports, &work_path, Goal::Migrate);
+        batch::write_report(report.as_ref(), &reports)?;
+        return Ok(exit);
+    }
 
     // Confirm.
-    super::checks::warn_before_confirmation(gateways.as_ref(), to_run.len());
+    super::checks::warn_before_confirmation(gateways.as_ref(), to_run.len(), context.cli.quiet);
     batch::confirm_migration(&migration, &to_run, args.yes)?;
 
     // Run.
-    let work = WorkDir::create(&work_path)?;
-    work.write_manifest(&migration.manifest(&devices))?;
+    let work = WorkDir::create(&work_path).or_refused()?;
+    let mut manifest = migration.manifest(&devices);
+    manifest.jobs = Some(args.jobs);
+    work.write_manifest(&manifest).or_refused()?;
     if !context.cli.quiet {
-        eprintln!(
-            "Work directory: {} (exports and journals; keep it until the devices are verified)",
+        crate::terminal::eprint_wrapped(&format!(
+            "Work directory: {} (exports with keys, and journals: keep it private until the devices are verified)",
             work.path().display()
-        );
-    }
-    for report in &reports {
-        println!("{}", output::device_line(report));
+        ));
     }
     let batch = Batch {
         goal: Goal::Migrate,
@@ -131,40 +186,40 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
     reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
 
     // Report.
-    let succeeded = batch::finish(&reports, work.path());
-    super::checks::warn_after_run(gateways.as_ref(), &reports);
-    batch::write_report(args.report.as_deref(), &reports)?;
-    Ok(succeeded)
+    let exit = batch::finish(&reports, work.path(), Goal::Migrate);
+    super::checks::warn_after_run(gateways.as_ref(), &reports, context.cli.quiet);
+    batch::write_report(report.as_ref(), &reports)?;
+    Ok(exit)
 }
 
-pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
-    check_report(args.report.as_deref())?;
-    let work = WorkDir::open(&args.work_dir)?;
-    let manifest = work.read_manifest()?;
-    let mut unfinished = Vec::new();
-    let mut finished = Vec::new();
+pub fn resume(context: &Context, args: &ResumeArgs) -> Result<Exit> {
+    let report = report_destination(args.report.as_deref())?;
+    let work = WorkDir::open(&args.work_dir).or_refused()?;
+    let manifest = work.read_manifest().or_refused()?;
     // Every journal first: a damaged one stops everything before anything changes.
-    for device in &manifest.devices {
-        let position = position_of(&work, device)?;
-        if position.is_final() {
-            finished.push(format!("{device}: {}", position.describe()));
-        } else {
-            unfinished.push(device.clone());
-        }
-    }
+    let status = status::of(&work, &manifest, !args.no_rollback).or_refused()?;
+    let unfinished: Vec<String> = status
+        .devices
+        .iter()
+        .filter(|d| !d.finished)
+        .map(|d| d.device_id.clone())
+        .collect();
     if unfinished.is_empty() {
-        println!(
-            "Nothing to resume: all {} devices of {} are finished.",
-            manifest.devices.len(),
+        outln!(
+            "Nothing to resume: all {} of {} are finished.",
+            count(manifest.devices.len(), "device", "devices"),
             work.path().display()
         );
-        for line in finished {
-            println!("  {line}");
+        for device in &status.devices {
+            outln!("  {}: {}", device.device_id, device.location);
         }
-        return Ok(true);
+        return Ok(Exit::Done);
     }
-    let migration = recorded_migration(context, &manifest)?;
-    let cli = context.ttn_lw_cli(Some(&args.calls))?;
+    let migration = recorded_migration(context, &manifest).or_refused()?;
+    let cli = context.ttn_lw_cli(Some(&args.calls)).or_refused()?;
+    if !context.cli.quiet {
+        crate::terminal::eprint_wrapped(&status::header(&work, &manifest, &status));
+    }
     // Devices that never started must pass the same conflict check as in `migrate`.
     let fresh: Vec<String> = unfinished
         .iter()
@@ -174,33 +229,76 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
     let conflicts = if fresh.is_empty() {
         Default::default()
     } else {
-        batch::preflight(
+        let activity = Activity::start(
+            context.cli.quiet || args.dry_run,
+            &format!(
+                "listing application {} on the target",
+                migration.target_application_id
+            ),
+        );
+        let conflicts = batch::preflight(
             &cli,
             &migration,
             &fresh,
             MAX_PAGE_SIZE,
             false,
             &mut |_, _| {},
-        )?
+        )
+        .or_refused()?;
+        drop(activity);
+        conflicts
     };
+    if args.dry_run {
+        batch::print_dry_run_header(&migration);
+        let reports = batch::dry_run(
+            &cli,
+            &migration,
+            &unfinished,
+            &conflicts,
+            work.path(),
+            Goal::Migrate,
+        );
+        batch::write_report(report.as_ref(), &reports)?;
+        return Ok(batch::finish_dry_run(&reports, Goal::Migrate));
+    }
     let (mut reports, to_run) = batch::split_conflicts(&unfinished, &conflicts, &migration);
+    for report in &reports {
+        output::out_line(&output::device_line(report));
+    }
+    let starting: Vec<String> = fresh
+        .iter()
+        .filter(|d| !conflicts.contains(*d))
+        .cloned()
+        .collect();
+    if !starting.is_empty() {
+        batch::ask(
+            &format!(
+                "Start {} that never started ({}), from {} to {}? Each is deleted from the source once its export is saved.",
+                count(starting.len(), "device", "devices"),
+                status::first_few(&starting),
+                migration.source.deployment(),
+                migration.target.deployment()
+            ),
+            args.yes,
+        )?;
+    }
     let batch = Batch {
         goal: Goal::Migrate,
-        jobs: args.jobs,
+        jobs: args.jobs.or(manifest.jobs).unwrap_or(DEFAULT_JOBS),
         fail_fast: args.fail_fast,
         rollback_on_failure: !args.no_rollback,
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
     };
     reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
-    let succeeded = batch::finish(&reports, work.path());
-    batch::write_report(args.report.as_deref(), &reports)?;
-    Ok(succeeded)
+    let exit = batch::finish(&reports, work.path(), Goal::Migrate);
+    batch::write_report(report.as_ref(), &reports)?;
+    Ok(exit)
 }
 
-pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<bool> {
-    let work = WorkDir::open(&args.work_dir)?;
-    let manifest = work.read_manifest()?;
+pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<Exit> {
+    let work = WorkDir::open(&args.work_dir).or_refused()?;
+    let manifest = work.read_manifest().or_refused()?;
     let devices: Vec<String> = if args.devices.is_empty() {
         manifest
             .devices
@@ -209,22 +307,26 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<bool> {
             .cloned()
             .collect()
     } else {
-        for device in &args.devices {
-            if !manifest.devices.contains(device) {
-                bail!(
-                    "device `{device}` is not part of the migration in {}",
-                    work.path().display()
-                );
-            }
-        }
-        args.devices.clone()
+        named_devices(&args.devices, &manifest, work.path())?
     };
     // Read every journal first: a damaged one stops everything before anything changes.
     for device in &devices {
-        position_of(&work, device)?;
+        position_of(&work, device).or_refused()?;
     }
-    let migration = recorded_migration(context, &manifest)?;
-    let cli = context.ttn_lw_cli(Some(&args.calls))?;
+    let migration = recorded_migration(context, &manifest).or_refused()?;
+    let cli = context.ttn_lw_cli(Some(&args.calls)).or_refused()?;
+    if args.dry_run {
+        batch::print_dry_run_header(&migration);
+        let reports = batch::dry_run(
+            &cli,
+            &migration,
+            &devices,
+            &BTreeSet::new(),
+            work.path(),
+            Goal::Rollback,
+        );
+        return Ok(batch::finish_dry_run(&reports, Goal::Rollback));
+    }
     batch::confirm_rollback(&migration, &devices, args.yes)?;
     let batch = Batch {
         goal: Goal::Rollback,
@@ -235,15 +337,41 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<bool> {
         quiet: context.cli.quiet,
     };
     let reports = batch::run(&cli, &migration, &work, &devices, &batch);
-    Ok(batch::finish(&reports, work.path()))
+    Ok(batch::finish(&reports, work.path(), Goal::Rollback))
 }
 
-/// `--report FILE` is checked before anything runs.
-fn check_report(report: Option<&Path>) -> Result<()> {
-    match report {
-        Some(path) => crate::report::check_destination(path),
-        None => Ok(()),
+/// Devices named on the command line of `rollback`: each once, each part of the migration.
+fn named_devices(named: &[String], manifest: &Manifest, work: &Path) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut repeated = BTreeSet::new();
+    for device in named {
+        if !seen.insert(device) && repeated.insert(device) {
+            problems.push(format!("`{device}` is given more than once"));
+        }
     }
+    for device in &seen {
+        if !manifest.devices.contains(device) {
+            problems.push(format!(
+                "`{device}` is not part of the migration in {}",
+                work.display()
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(usage(format!("nothing was run: {}", problems.join("; "))));
+    }
+    Ok(named.to_vec())
+}
+
+/// `--report` is checked before anything runs; `-` sends the human output to stderr.
+fn report_destination(report: Option<&Path>) -> Result<Option<Destination>> {
+    let Some(path) = report else { return Ok(None) };
+    let destination = crate::report::destination(path)?;
+    if destination == Destination::Stdout {
+        output::results_to_stderr();
+    }
+    Ok(Some(destination))
 }
 
 /// The devices a dry run exported, with their DevAddr.
@@ -259,15 +387,24 @@ fn exported(reports: &[DeviceReport]) -> Vec<(String, Option<String>)> {
 }
 
 /// The migration a work directory records, with its profiles resolved again.
-fn recorded_migration(context: &Context, manifest: &Manifest) -> Result<Migration> {
+pub fn recorded_migration(context: &Context, manifest: &Manifest) -> Result<Migration> {
     let store = context.profiles()?;
+    // A removed profile: say which one, and how to bring it back (the path is pinned).
+    let resolve = |side: &str, record: &crate::journal::ProfileRecord| {
+        store
+            .resolve(&record.path.display().to_string())
+            .with_context(|| {
+                format!(
+                    "{side} profile `{}` of the migration; re-create it at {} (`ttn-session-migrate profile add {} --host HOST`, then log in)",
+                    record.label,
+                    record.path.display(),
+                    record.label
+                )
+            })
+    };
     Ok(Migration {
-        source: store
-            .resolve(&manifest.source.path.display().to_string())
-            .context("source profile of the migration")?,
-        target: store
-            .resolve(&manifest.target.path.display().to_string())
-            .context("target profile of the migration")?,
+        source: resolve("source", &manifest.source)?,
+        target: resolve("target", &manifest.target)?,
         application_id: manifest.application_id.clone(),
         target_application_id: manifest.target_application_id.clone(),
         mode: manifest.mode,

@@ -1,4 +1,4 @@
-//! One function per sub-command. Each returns whether everything it did succeeded.
+//! One function per sub-command. Each returns its exit status ([`crate::exit`]).
 
 mod checks;
 mod doctor;
@@ -6,11 +6,13 @@ mod gateways;
 mod migrate;
 mod profiles;
 mod shell_integration;
+mod status;
 mod watch;
 
 use anyhow::Result;
 
 use crate::cli::{CallOptions, Cli, Command};
+use crate::exit::Exit;
 use crate::runner::RetryPolicy;
 use crate::ttn_lw_cli::{Locator, TtnLwCli};
 
@@ -41,18 +43,19 @@ pub fn retry_policy(calls: &CallOptions) -> RetryPolicy {
     }
 }
 
-pub fn run(cli: Cli) -> Result<bool> {
+pub fn run(cli: Cli) -> Result<Exit> {
     let context = Context { cli };
     match &context.cli.command {
         Command::Migrate(args) => migrate::migrate(&context, args),
         Command::Resume(args) => migrate::resume(&context, args),
         Command::Rollback(args) => migrate::rollback(&context, args),
-        Command::Profile(command) => profiles::profile(&context, command),
-        Command::Login(args) => profiles::login(&context, args),
-        Command::Doctor(args) => doctor::doctor(&context, args),
-        Command::Gateways(args) => gateways::gateways(&context, args),
-        Command::Watch(args) => watch::watch(&context, args),
-        Command::Completions(args) => shell_integration::completions(args),
-        Command::Man(args) => shell_integration::man(args),
+        Command::Status(args) => status::status(&context, args),
+        Command::Profile(command) => profiles::profile(&context, command).map(Exit::done_if),
+        Command::Login(args) => profiles::login(&context, args).map(Exit::done_if),
+        Command::Doctor(args) => doctor::doctor(&context, args).map(Exit::done_if),
+        Command::Gateways(args) => gateways::gateways(&context, args).map(Exit::done_if),
+        Command::Watch(args) => watch::watch(&context, args).map(Exit::done_if),
+        Command::Completions(args) => shell_integration::completions(args).map(Exit::done_if),
+        Command::Man(args) => shell_integration::man(args).map(Exit::done_if),
     }
 }

@@ -51,15 +51,8 @@ pub fn profile(context: &Context, command: &ProfileCommand) -> Result<bool> {
                     store.dir().display()
                 );
             }
-            for (name, profile) in profiles {
-                match profile {
-                    Ok(p) => println!(
-                        "{name}\t{}\tcredentials-id: {}",
-                        p.deployment(),
-                        p.config.credentials_id.as_deref().unwrap_or("(none)")
-                    ),
-                    Err(e) => println!("{name}\tbroken: {e:#}"),
-                }
+            if !profiles.is_empty() {
+                println!("{}", profile_table(&profiles));
             }
         }
         ProfileCommand::Show { name } => {
@@ -109,7 +102,7 @@ pub fn login(context: &Context, args: &LoginArgs) -> Result<bool> {
                 key.clone()
             };
             if key.is_empty() {
-                bail!("the API key is empty");
+                return Err(crate::exit::usage("the API key is empty"));
             }
             // ttn-lw-cli stores any key without checking it, over the working login: check the
             // key in a private credentials slot first, and store it only once it works.
@@ -251,4 +244,55 @@ fn profile_json(
         Err(e) => entry["error"] = format!("{e:#}").into(),
     }
     entry
+}
+
+/// `profile list`: aligned columns under a header; two profiles that share a login
+/// (`credentials-id`) are marked, since logging in to one replaces the other's login.
+fn profile_table(profiles: &[(String, anyhow::Result<crate::profile::Profile>)]) -> String {
+    let rows: Vec<[String; 3]> = profiles
+        .iter()
+        .map(|(name, profile)| match profile {
+            Ok(p) => {
+                let id = p.config.credentials_id.as_deref().unwrap_or("(none)");
+                let sharing: Vec<&str> = profiles
+                    .iter()
+                    .filter(|(other, o)| {
+                        other != name
+                            && o.as_ref()
+                                .is_ok_and(|o| o.config.credentials_id == p.config.credentials_id)
+                    })
+                    .map(|(other, _)| other.as_str())
+                    .collect();
+                let login = match sharing.is_empty() {
+                    true => id.to_string(),
+                    false => format!("{id} (shared with {})", sharing.join(", ")),
+                };
+                [name.clone(), p.deployment().to_string(), login]
+            }
+            Err(e) => [name.clone(), format!("broken: {e:#}"), String::new()],
+        })
+        .collect();
+    let header = [
+        "NAME".to_string(),
+        "DEPLOYMENT".into(),
+        "CREDENTIALS-ID".into(),
+    ];
+    let width = |i: usize| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (name_width, deployment_width) = (width(0), width(1));
+    [&header]
+        .into_iter()
+        .chain(&rows)
+        .map(|r| {
+            format!("{:name_width$}  {:deployment_width$}  {}", r[0], r[1], r[2])
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -107,14 +107,17 @@ fn render_whole_page(out: &mut Vec<u8>) -> std::io::Result<()> {
     for sub in sub_commands(&command) {
         render_sub_command(out, sub, BIN)?;
     }
-    // The top level's after-help is the environment block.
+    // The top level's after-help is the environment block, then the exit status: two sections,
+    // their tables kept as written (no filling).
     let mut environment = Vec::new();
     man.render_extra_section(&mut environment)?;
     out.extend_from_slice(
         String::from_utf8_lossy(&environment)
-            .replacen(".SH EXTRA", ".SH ENVIRONMENT", 1)
+            .replacen(".SH EXTRA\nEnvironment:\n", ".SH ENVIRONMENT\n.nf\n", 1)
+            .replacen("\nExit status:\n", "\n.fi\n.SH \"EXIT STATUS\"\n.nf\n", 1)
             .as_bytes(),
     );
+    out.extend_from_slice(b".fi\n");
     man.render_version_section(out)
 }
 

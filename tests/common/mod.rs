@@ -224,6 +224,62 @@ impl Test {
         }
     }
 
+    /// [`Test::in_terminal`] with a terminal of `columns` columns (`stty` inside `script`).
+    pub fn in_terminal_of(self, columns: u16) -> Test {
+        let mut test = self.in_terminal();
+        let args: Vec<String> = test
+            .command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = format!("stty cols {columns} rows 40; exec {}", args[1]);
+        let mut command = Command::new("script");
+        command.args(["-qec", &line, "/dev/null"]).env_clear();
+        for (key, value) in test.command.get_envs() {
+            if let Some(value) = value {
+                command.env(key, value);
+            }
+        }
+        if let Some(dir) = test.command.get_current_dir() {
+            command.current_dir(dir);
+        }
+        test.command = command;
+        test
+    }
+
+    /// Inside the terminal of [`Test::in_terminal_of`], pipes the tool's standard output
+    /// through `filter` (as `… | tee log` does).
+    pub fn pipe_stdout_through(mut self, filter: &str) -> Test {
+        let args: Vec<String> = self
+            .command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = format!("{} | {filter}", args[1]);
+        let mut command = Command::new("script");
+        command.args(["-qec", &line, "/dev/null"]).env_clear();
+        for (key, value) in self.command.get_envs() {
+            if let Some(value) = value {
+                command.env(key, value);
+            }
+        }
+        if let Some(dir) = self.command.get_current_dir() {
+            command.current_dir(dir);
+        }
+        self.command = command;
+        self
+    }
+
+    /// Starts the tool with standard input as a pipe the test writes to (on a terminal made
+    /// by `script`, bytes such as Ctrl-C, `\x03`, reach the tool as a keyboard would send them).
+    pub fn spawn_with_keyboard(mut self) -> std::process::Child {
+        self.command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.command.spawn().expect("spawn ttn-session-migrate")
+    }
+
     pub fn spawn(mut self) -> std::process::Child {
         self.command
             .stdin(Stdio::null())
@@ -304,6 +360,40 @@ impl Run {
         self
     }
 
+    /// stderr holds `needle`, whatever line breaks wrapping put between its words.
+    #[track_caller]
+    pub fn stderr_says(self, needle: &str) -> Run {
+        assert!(
+            words(&self.stderr).contains(&words(needle)),
+            "stderr lacks {needle:?} (wrapping aside):\n{self:#?}"
+        );
+        self
+    }
+
+    /// stdout holds `needle`, whatever line breaks wrapping (also of `# ` comments) put
+    /// between its words.
+    #[track_caller]
+    pub fn stdout_says(self, needle: &str) -> Run {
+        assert!(
+            words(&self.stdout).contains(&words(needle)),
+            "stdout lacks {needle:?} (wrapping aside):\n{self:#?}"
+        );
+        self
+    }
+
+    /// Every line of stdout and stderr fits `columns`.
+    #[track_caller]
+    pub fn lines_fit(self, columns: usize) -> Run {
+        for line in self.stdout.lines().chain(self.stderr.lines()) {
+            assert!(
+                line.chars().count() <= columns,
+                "a line of {} columns: {line:?}\n{self:#?}",
+                line.chars().count()
+            );
+        }
+        self
+    }
+
     /// No Rust debug formatting reaches the operator.
     #[track_caller]
     pub fn clean_errors(self) -> Run {
@@ -327,6 +417,60 @@ impl Run {
         }
         self
     }
+}
+
+/// What a terminal shows, as lines: escape sequences removed, and a carriage return or a cursor
+/// movement starting a new line (so every redraw of a progress bar is a line of its own).
+pub fn screen_lines(raw: &str) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                // CSI: ESC [ parameters final-byte.
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                    lines.push(String::new());
+                }
+            }
+            '\r' | '\n' => lines.push(String::new()),
+            c => lines.last_mut().unwrap().push(c),
+        }
+    }
+    lines.retain(|l| !l.trim().is_empty());
+    lines
+}
+
+/// The lines of [`screen_lines`] that do not fit a terminal of `columns` columns. A progress
+/// display pads its lines with spaces to the full width and lets the terminal wrap to the next
+/// one; a line that overflows with text does not end its first `columns` characters with a space.
+pub fn overflowing(lines: &[String], columns: usize) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|line| {
+            let chars: Vec<char> = line.chars().collect();
+            chars
+                .chunks(columns)
+                .rev()
+                .skip(1)
+                .any(|full| full.last() != Some(&' '))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The words of a text, one space apart (the `#` of a wrapped comment's continuation line,
+/// `#   `, dropped).
+pub fn words(text: &str) -> String {
+    text.replace("\n#   ", " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Every `key` value (hex keys) in a device document.

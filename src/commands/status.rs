@@ -1,0 +1,49 @@
+//! `status WORK_DIR`: where every device is and what `resume` would do, from the journals;
+//! `--check` also asks both deployments (read-only `get` calls).
+
+use anyhow::Result;
+
+use super::Context;
+use crate::cli::StatusArgs;
+use crate::exit::{Exit, ResultExt as _};
+use crate::journal::WorkDir;
+use crate::ttn_lw_cli::ErrorKind;
+
+pub fn status(context: &Context, args: &StatusArgs) -> Result<Exit> {
+    let work = WorkDir::open(&args.work_dir)?;
+    let manifest = work.read_manifest()?;
+    let mut status = crate::status::of(&work, &manifest, true)?;
+    if args.check {
+        let migration = super::migrate::recorded_migration(context, &manifest).or_refused()?;
+        let cli = context.ttn_lw_cli(Some(&args.calls)).or_refused()?;
+        let exists = |invocation| match cli.run(&invocation) {
+            Ok(_) => Some(true),
+            Err(e) if e.kind == ErrorKind::NotFound => Some(false),
+            Err(_) => None,
+        };
+        for device in &mut status.devices {
+            device.on_source = Some(exists(migration.exists_on_source(&device.device_id)));
+            device.on_target = Some(exists(migration.exists_on_target(&device.device_id)));
+        }
+    }
+    if args.json {
+        let value = serde_json::json!({
+            "work_dir": work.path(),
+            "application_id": manifest.application_id,
+            "target_application_id": manifest.target_application_id,
+            "source": manifest.source.label,
+            "target": manifest.target.label,
+            "devices": status.devices,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(Exit::Done);
+    }
+    println!("{}", crate::status::render(&manifest, &status));
+    if status.finished() < status.devices.len() {
+        println!(
+            "Continue with: {}",
+            crate::batch::resume_command(work.path())
+        );
+    }
+    Ok(Exit::Done)
+}

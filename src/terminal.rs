@@ -1,0 +1,88 @@
+//! Messages that fit the screen: wrapped at words to the terminal's width, or to 100 columns
+//! without a terminal (a log file or a pipe).
+
+use std::io::IsTerminal;
+
+/// The width without a terminal.
+pub const DEFAULT_WIDTH: usize = 100;
+
+/// The width of standard error's terminal, else [`DEFAULT_WIDTH`].
+pub fn width() -> usize {
+    if !std::io::stderr().is_terminal() {
+        return DEFAULT_WIDTH;
+    }
+    terminal_size::terminal_size_of(std::io::stderr())
+        .map(|(w, _)| w.0 as usize)
+        .filter(|w| *w >= 20)
+        .unwrap_or(DEFAULT_WIDTH)
+}
+
+/// Wraps `text` at words to `width` columns. Each line of `text` is wrapped on its own; the
+/// continuation lines of a line keep its indentation, plus `hang` more columns. A word longer
+/// than a line (a path, a URL) stays whole on its own line.
+pub fn wrap_with(text: &str, width: usize, hang: usize) -> String {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let first_prefix = &line[..indent];
+        let next_prefix = " ".repeat(indent + hang);
+        let mut current = first_prefix.to_string();
+        let mut empty = true;
+        for word in line.split_whitespace() {
+            let columns = current.chars().count();
+            if !empty && columns + 1 + word.chars().count() > width {
+                out.push(std::mem::replace(&mut current, next_prefix.clone()));
+                empty = true;
+            }
+            if !empty {
+                current.push(' ');
+            }
+            current.push_str(word);
+            empty = false;
+        }
+        out.push(current.trim_end().to_string());
+    }
+    out.join("\n")
+}
+
+/// [`wrap_with`] at the terminal's width, continuation lines indented by 2.
+pub fn wrap(text: &str) -> String {
+    wrap_with(text, width(), 2)
+}
+
+/// Prints to standard error, wrapped.
+pub fn eprint_wrapped(text: &str) {
+    eprintln!("{}", wrap(text));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_at_words_and_keeps_long_words_whole() {
+        let text = "error: the source login does not work: see https://example.com/a/very/long/path/that/is/long";
+        let wrapped = wrap_with(text, 30, 2);
+        for line in wrapped.lines() {
+            assert!(
+                line.chars().count() <= 30 || !line.trim().contains(' '),
+                "{line:?}"
+            );
+        }
+        assert_eq!(
+            wrapped.split_whitespace().collect::<Vec<_>>(),
+            text.split_whitespace().collect::<Vec<_>>()
+        );
+        assert!(wrapped.lines().nth(1).unwrap().starts_with("  "));
+    }
+
+    #[test]
+    fn keeps_line_breaks_and_indentation() {
+        let text = "Not migrated:\n  dev-1: could not import the device into the target";
+        assert_eq!(
+            wrap_with(text, 30, 2),
+            "Not migrated:\n  dev-1: could not import the\n    device into the target"
+        );
+        assert_eq!(wrap_with("short", 30, 2), "short");
+    }
+}

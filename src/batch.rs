@@ -19,6 +19,7 @@ use crate::output::{self, Progress};
 use crate::plan::Migration;
 use crate::runner::{Calls, Files, RetryPolicy, Runner};
 use crate::selection;
+use crate::survey::{self, Prefetched};
 use crate::ttn_lw_cli::{quote, CliError, Invocation, Output, TtnLwCli};
 
 /// How a batch of devices runs.
@@ -31,9 +32,10 @@ pub struct Batch {
     pub quiet: bool,
 }
 
-/// Runs devices with Ctrl-C handling and the progress display in place.
+/// Runs devices with Ctrl-C handling and the progress display in place. `calls` is ttn-lw-cli,
+/// or ttn-lw-cli with the detections read before the question ([`survey::Prefetched`]).
 pub fn run(
-    cli: &TtnLwCli,
+    calls: &dyn Calls,
     migration: &Migration,
     work: &WorkDir,
     devices: &[String],
@@ -49,7 +51,7 @@ pub fn run(
     let progress = output::progress_for(batch.quiet, devices.len());
     let files = Files::Disk;
     let runner = Runner {
-        calls: cli,
+        calls,
         migration,
         work: work.path(),
         files: &files,
@@ -284,6 +286,15 @@ pub fn finish(reports: &[DeviceReport], work: &Path) -> bool {
             eprintln!("{line}");
         }
     }
+    let warned: Vec<&DeviceReport> = reports.iter().filter(|r| !r.warnings.is_empty()).collect();
+    if !warned.is_empty() {
+        eprintln!("Warnings:");
+        for report in warned {
+            for warning in &report.warnings {
+                eprintln!("  {}: {warning}", report.device_id);
+            }
+        }
+    }
     let unfinished = reports.iter().filter(|r| r.resumable).count();
     if unfinished > 0 {
         eprintln!(
@@ -388,15 +399,51 @@ impl Progress for DryProgress {
 
 /// `--dry-run`: the same lifecycle as the real run, one device after another, with only the
 /// read-only calls run and nothing written. `work` is the directory the real run would use.
+/// As before the real run's question, the detections come first, then the gateway summary.
 pub fn dry_run(
     cli: &TtnLwCli,
     migration: &Migration,
     devices: &[String],
     conflicts: &BTreeSet<String>,
     work: &Path,
+    require_gateways: bool,
 ) -> Vec<DeviceReport> {
     let files = Files::memory();
-    let calls = DryCalls { cli, files: &files };
+    let dry = DryCalls { cli, files: &files };
+    let candidates: Vec<String> = devices
+        .iter()
+        .filter(|d| !conflicts.contains(*d))
+        .cloned()
+        .collect();
+    // `--otaa`/`--abp` skip the detection: no answers to summarise.
+    let survey = match migration.mode.is_none() && !candidates.is_empty() {
+        true => {
+            println!();
+            println!(
+                "# Before the question: the detection of every device (the run reuses the answers)"
+            );
+            Some(survey::survey(&dry, migration, &candidates, 1))
+        }
+        false => None,
+    };
+    let mut refused = std::collections::BTreeMap::new();
+    if let Some(survey) = &survey {
+        let summary = survey.summary(cli, &migration.target.path);
+        println!();
+        for line in survey::headline(migration, survey)
+            .lines()
+            .chain(summary.render().lines())
+        {
+            println!("# {line}");
+        }
+        if require_gateways {
+            refused.extend(survey.refusals(&summary));
+        }
+    }
+    let calls = Prefetched {
+        inner: &dry,
+        survey: survey.as_ref(),
+    };
     let interrupt = Interrupt::default();
     let progress = DryProgress;
     let runner = Runner {
@@ -429,6 +476,13 @@ pub fn dry_run(
                 )
                 .conflict(),
             );
+            continue;
+        }
+        if let Some(reason) = refused.get(device) {
+            println!(
+                "# refused by --require-gateways: {reason}; the real run leaves it on the source"
+            );
+            reports.push(survey::refused(migration, device, reason));
             continue;
         }
         reports.push(runner.run_device(device, Goal::Migrate));

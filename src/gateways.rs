@@ -245,7 +245,6 @@ fn error_name(e: &crate::ttn_lw_cli::CliError) -> Option<String> {
 
 /// The summary of devices already read (`(device ID, document with recent uplinks)`, e.g. the
 /// detection answers or the exports), each gateway looked up on the target once.
-#[allow(dead_code)] // the summary above the confirmation and `--require-gateways`, after the runner rewrite
 pub fn summary_of<'a>(
     cli: &TtnLwCli,
     target: &Path,
@@ -363,9 +362,9 @@ impl Summary {
         }
     }
 
-    /// The devices that no connected target gateway has heard (what `--require-gateways` will
-    /// refuse once the runner calls it).
-    #[allow(dead_code)]
+    /// The devices that no connected target gateway has heard (what `--require-gateways`
+    /// refuses).
+    #[cfg(test)]
     pub fn unheard_devices(&self) -> Vec<&str> {
         self.unheard.iter().map(|u| u.device_id.as_str()).collect()
     }

@@ -24,10 +24,9 @@ mod report;
 mod runner;
 mod selection;
 mod style;
+mod survey;
 mod ttn_lw_cli;
 mod watch;
-// Read by the runner's detection call once it is rewritten (issue 9); tested on its own now.
-#[allow(dead_code)]
 mod whole_device;
 
 use std::process::ExitCode;

@@ -154,6 +154,40 @@ pub fn merge_into_import(import: &mut Value, detected: &Value, mode: ActivationM
     }
 }
 
+/// What is kept of a detection answer (saved next to the journal): the identifiers, the
+/// activation fields, the [`CARRIED`] fields, the MAC settings profile, `mac_settings` (read with
+/// `--freeze-downlinks`) and `mac_state.recent_uplinks`. None of them is a key; anything else an
+/// answer holds (a CLI that printed more than was selected) is dropped, so that the file never
+/// holds keys.
+pub fn detection_record(detected: &Value) -> Value {
+    const KEPT: &[&str] = &[
+        "ids",
+        "created_at",
+        "updated_at",
+        "supports_join",
+        "join_server_address",
+        "mac_settings",
+    ];
+    let mut kept = serde_json::Map::new();
+    for path in KEPT
+        .iter()
+        .copied()
+        .chain(CARRIED.iter().map(|f| f.path))
+        .chain(std::iter::once(MAC_SETTINGS_PROFILE.path))
+    {
+        if let Some(value) = detected.get(path) {
+            kept.insert(path.to_string(), value.clone());
+        }
+    }
+    if let Some(uplinks) = detected.pointer("/mac_state/recent_uplinks") {
+        kept.insert(
+            "mac_state".into(),
+            serde_json::json!({ "recent_uplinks": uplinks }),
+        );
+    }
+    Value::Object(kept)
+}
+
 /// What the detection call said about the Join Server's nonce state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinState {
@@ -387,6 +421,22 @@ mod tests {
         let state = JoinState::of(&zero, "", ActivationMode::Otaa);
         assert_eq!(state, JoinState::Zero);
         assert!(state.note(&zero).is_none());
+    }
+
+    #[test]
+    fn the_saved_detection_answer_never_holds_keys() {
+        let stored: Value =
+            serde_json::from_str(include_str!("../fixtures/devices/class-c-actuator.json"))
+                .unwrap();
+        // Even a whole device document (a CLI printing more than was selected) loses its keys.
+        let record = detection_record(&stored);
+        let text = record.to_string();
+        assert!(record.get("root_keys").is_none() && record.get("session").is_none());
+        assert!(!text.contains("\"key\""), "{text}");
+        assert_eq!(record["supports_class_c"], true);
+        assert_eq!(record["attributes"]["site"], "north-field");
+        assert!(record["mac_state"]["recent_uplinks"].is_array(), "{text}");
+        assert!(record["mac_state"].get("current_parameters").is_none());
     }
 
     #[test]

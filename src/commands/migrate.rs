@@ -5,17 +5,20 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
 
+use super::canary::Canary;
+use super::watch::WatchOptions;
 use super::{retry_policy, Context};
 use crate::batch::{self, Batch};
 use crate::cli::{MigrateArgs, ResumeArgs, RollbackArgs};
 use crate::device::{validate_id, ActivationMode};
 use crate::journal::{Manifest, WorkDir};
 use crate::lifecycle::Goal;
-use crate::outcome::DeviceReport;
+use crate::outcome::{DeviceReport, Outcome};
 use crate::output;
 use crate::plan::Migration;
 use crate::runner::position_of;
 use crate::selection::{self, Selection, MAX_PAGE_SIZE};
+use crate::survey::{self, Prefetched};
 
 pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
     // Parse.
@@ -39,6 +42,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         bail!("the source and the target are the same application on the same deployment; check --from, --to and --to-application");
     }
     let cli = context.ttn_lw_cli(Some(&args.calls))?;
+    let cli_version = cli.version()?;
     let migration = Migration {
         source,
         target,
@@ -50,6 +54,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
             _ => None,
         },
         freeze_downlinks: args.freeze_downlinks,
+        cli_version,
     };
     let work_path = batch::planned_work_dir(args.work_dir.as_deref());
     WorkDir::check_new(&work_path)?;
@@ -98,11 +103,44 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         &mut { ran },
     )?;
     if args.dry_run {
-        let reports = batch::dry_run(&cli, &migration, &devices, &conflicts, &work_path);
+        let reports = batch::dry_run(
+            &cli,
+            &migration,
+            &devices,
+            &conflicts,
+            &work_path,
+            args.require_gateways,
+        );
         super::checks::print_dry_run_gateways(gateways.as_ref(), &exported(&reports));
         return Ok(batch::finish_dry_run(&reports));
     }
-    let (mut reports, to_run) = batch::split_conflicts(&devices, &conflicts, &migration);
+    let (mut reports, mut to_run) = batch::split_conflicts(&devices, &conflicts, &migration);
+    // The detections, before the question: the gateway summary above it, and the run reuses
+    // them. `--otaa`/`--abp` skip the detection, and with it the fields beyond the export.
+    let survey = match migration.mode {
+        None if !to_run.is_empty() => Some(survey::survey(&cli, &migration, &to_run, args.jobs)),
+        None => None,
+        Some(mode) => {
+            super::checks::warn_without_detection(mode);
+            None
+        }
+    };
+    if let Some(survey) = &survey {
+        let summary = survey.summary(&cli, &migration.target.path);
+        if !context.cli.quiet {
+            eprintln!("{}", survey::headline(&migration, survey));
+            eprintln!("{}", summary.render());
+        }
+        if args.require_gateways {
+            let refused = survey.refusals(&summary);
+            to_run.retain(|device| !refused.iter().any(|(d, _)| d == device));
+            reports.extend(
+                refused
+                    .iter()
+                    .map(|(device, reason)| survey::refused(&migration, device, reason)),
+            );
+        }
+    }
 
     // Confirm.
     super::checks::warn_before_confirmation(gateways.as_ref(), to_run.len());
@@ -110,7 +148,14 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
 
     // Run.
     let work = WorkDir::create(&work_path)?;
-    work.write_manifest(&migration.manifest(&devices))?;
+    // Devices refused before the question stay out of the work directory: `resume` never runs
+    // them without the gateway check.
+    let recorded: Vec<String> = devices
+        .iter()
+        .filter(|d| to_run.contains(d) || conflicts.contains(*d))
+        .cloned()
+        .collect();
+    work.write_manifest(&migration.manifest(&recorded))?;
     if !context.cli.quiet {
         eprintln!(
             "Work directory: {} (exports and journals; keep it until the devices are verified)",
@@ -128,13 +173,56 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
     };
-    reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
+    let calls = Prefetched {
+        inner: &cli,
+        survey: survey.as_ref(),
+    };
+    let canary = match (args.canary, args.watch) {
+        (Some(count), Some(watch)) => {
+            let (ran, canary) = super::canary::run(
+                context,
+                &calls,
+                &migration,
+                &work,
+                &to_run,
+                &batch,
+                count as usize,
+                watch,
+            )?;
+            reports.extend(ran);
+            canary
+        }
+        _ => {
+            reports.extend(batch::run(&calls, &migration, &work, &to_run, &batch));
+            Canary::WentOn
+        }
+    };
 
     // Report.
     let succeeded = batch::finish(&reports, work.path());
     super::checks::warn_after_run(gateways.as_ref(), &reports);
     batch::write_report(args.report.as_deref(), &reports)?;
-    Ok(succeeded)
+    if let Canary::Stopped { why, rollback } = canary {
+        eprintln!("\nStopped after the canaries: {why}.");
+        if let Some(rollback) = rollback {
+            eprintln!("Roll the canaries back with: {rollback}");
+        }
+        eprintln!(
+            "Or connect the gateways to the target and continue with: {}",
+            batch::resume_command(work.path())
+        );
+        return Ok(false);
+    }
+
+    // Heard on the target.
+    let heard = match args.watch {
+        Some(watch) if reports.iter().any(|r| r.outcome == Outcome::Migrated) => {
+            eprintln!();
+            super::watch::watch_work_dir(context, &work, &WatchOptions::for_duration(watch))?
+        }
+        _ => true,
+    };
+    Ok(succeeded && heard)
 }
 
 pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
@@ -261,6 +349,7 @@ fn exported(reports: &[DeviceReport]) -> Vec<(String, Option<String>)> {
 /// The migration a work directory records, with its profiles resolved again.
 fn recorded_migration(context: &Context, manifest: &Manifest) -> Result<Migration> {
     let store = context.profiles()?;
+    let cli_version = context.ttn_lw_cli(None)?.version()?;
     Ok(Migration {
         source: store
             .resolve(&manifest.source.path.display().to_string())
@@ -272,5 +361,6 @@ fn recorded_migration(context: &Context, manifest: &Manifest) -> Result<Migratio
         target_application_id: manifest.target_application_id.clone(),
         mode: manifest.mode,
         freeze_downlinks: manifest.freeze_downlinks,
+        cli_version,
     })
 }

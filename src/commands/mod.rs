@@ -1,5 +1,6 @@
 //! One function per sub-command. Each returns whether everything it did succeeded.
 
+mod canary;
 mod checks;
 mod doctor;
 mod gateways;

@@ -415,20 +415,17 @@ pub fn dry_run(
         .filter(|d| !conflicts.contains(*d))
         .cloned()
         .collect();
-    // `--otaa`/`--abp` skip the detection: no answers to summarise.
-    let survey = match migration.mode.is_none() && !candidates.is_empty() {
+    let survey = match survey::wanted(migration) && !candidates.is_empty() {
         true => {
             println!();
-            println!(
-                "# Before the question: the detection of every device (the run reuses the answers)"
-            );
+            println!("# Before the question: the detection of every device (the run reuses the answers), and the gateways they need");
             Some(survey::survey(&dry, migration, &candidates, 1))
         }
         false => None,
     };
     let mut refused = std::collections::BTreeMap::new();
     if let Some(survey) = &survey {
-        let summary = survey.summary(cli, &migration.target.path);
+        let summary = survey.summary(&dry, &migration.target.path);
         println!();
         for line in survey::headline(migration, survey)
             .lines()
@@ -443,6 +440,7 @@ pub fn dry_run(
     let calls = Prefetched {
         inner: &dry,
         survey: survey.as_ref(),
+        echo: true,
     };
     let interrupt = Interrupt::default();
     let progress = DryProgress;

@@ -21,7 +21,8 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::ttn_lw_cli::{Invocation, TtnLwCli};
+use crate::runner::Calls;
+use crate::ttn_lw_cli::Invocation;
 
 /// The gateway ID Packet Broker uplinks carry.
 pub const PACKET_BROKER: &str = "packetbroker";
@@ -169,7 +170,7 @@ impl TargetState {
 
 /// Looks a gateway up on the target: by EUI where known, else by ID (one `gateways get`), then
 /// its connection (one `gateways get-connection-stats`). Read-only.
-pub fn look_up(cli: &TtnLwCli, target: &Path, gateway: &Gateway) -> TargetState {
+pub fn look_up(cli: &dyn Calls, target: &Path, gateway: &Gateway) -> TargetState {
     let gateway_id = match registered_id(cli, target, gateway) {
         Ok(Some(id)) => id,
         Ok(None) => return TargetState::NotRegistered,
@@ -196,7 +197,7 @@ pub fn look_up(cli: &TtnLwCli, target: &Path, gateway: &Gateway) -> TargetState 
 /// the EUI is not registered but a gateway with the same ID and no EUI is (an ID alone is not
 /// proof: a gateway with the same ID and another EUI is another gateway).
 fn registered_id(
-    cli: &TtnLwCli,
+    cli: &dyn Calls,
     target: &Path,
     gateway: &Gateway,
 ) -> Result<Option<String>, TargetState> {
@@ -246,7 +247,7 @@ fn error_name(e: &crate::ttn_lw_cli::CliError) -> Option<String> {
 /// The summary of devices already read (`(device ID, document with recent uplinks)`, e.g. the
 /// detection answers or the exports), each gateway looked up on the target once.
 pub fn summary_of<'a>(
-    cli: &TtnLwCli,
+    cli: &dyn Calls,
     target: &Path,
     documents: impl IntoIterator<Item = (&'a str, &'a Value)>,
 ) -> Summary {

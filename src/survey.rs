@@ -22,16 +22,22 @@ use crate::next_step::NextStep;
 use crate::outcome::DeviceReport;
 use crate::plan::Migration;
 use crate::runner::Calls;
-use crate::ttn_lw_cli::{CliError, Invocation, Output, TtnLwCli};
+use crate::ttn_lw_cli::{CliError, Invocation, Output};
 
 /// The detection answers of a batch, read before the question.
 pub struct Survey {
-    /// Answers the run has not used yet, by the detection call's argv.
-    unused: Mutex<HashMap<Vec<String>, Output>>,
+    /// Answers (or errors) the run has not used yet, by the detection call's argv.
+    unused: Mutex<HashMap<Vec<String>, Result<Output, CliError>>>,
     /// Every device read, with its answer, in the order of the batch.
     read: Vec<(String, Value)>,
     /// Devices whose detection failed here, with the error.
     unread: Vec<(String, String)>,
+}
+
+/// Whether a migration reads its devices before the question: not with `--otaa`/`--abp` (no
+/// detection call), nor within one network (the gateways stay where they are).
+pub fn wanted(migration: &Migration) -> bool {
+    migration.mode.is_none() && !crate::devaddr::same_network(&migration.source, &migration.target)
 }
 
 /// Runs the detection of `devices` on `jobs` workers (read-only).
@@ -56,32 +62,30 @@ pub fn survey(calls: &dyn Calls, migration: &Migration, devices: &[String], jobs
     };
     let answers = answers.into_inner().unwrap_or_else(|e| e.into_inner());
     for (device, answer) in devices.iter().zip(answers) {
-        let parsed = match answer {
-            Some(Ok(output)) => match serde_json::from_slice::<Value>(&output.stdout) {
-                Ok(doc) => Ok((output, doc)),
-                Err(_) => Err("ttn-lw-cli printed something that is not JSON".to_string()),
+        let Some(answer) = answer else { continue };
+        match &answer {
+            Ok(output) => match serde_json::from_slice::<Value>(&output.stdout) {
+                Ok(doc) => survey.read.push((device.clone(), doc)),
+                Err(_) => survey.unread.push((
+                    device.clone(),
+                    "ttn-lw-cli printed something that is not JSON".into(),
+                )),
             },
-            Some(Err(e)) => Err(e.detail),
-            None => Err("not read".to_string()),
-        };
-        match parsed {
-            Ok((output, doc)) => {
-                survey
-                    .unused
-                    .get_mut()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(migration.detect(device).argv(), output);
-                survey.read.push((device.clone(), doc));
-            }
-            Err(error) => survey.unread.push((device.clone(), error)),
+            Err(e) => survey.unread.push((device.clone(), e.detail.clone())),
         }
+        // The run gets the very answer, error included: its retries and refusals apply.
+        survey
+            .unused
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(migration.detect(device).argv(), answer);
     }
     survey
 }
 
 impl Survey {
     /// The gateways the devices read need, each looked up on the target once.
-    pub fn summary(&self, cli: &TtnLwCli, target: &Path) -> Summary {
+    pub fn summary(&self, cli: &dyn Calls, target: &Path) -> Summary {
         gateways::summary_of(
             cli,
             target,
@@ -106,7 +110,7 @@ impl Survey {
     }
 
     /// Takes the answer to `invocation`, if it is a detection read here and not used yet.
-    fn take(&self, invocation: &Invocation) -> Option<Output> {
+    fn take(&self, invocation: &Invocation) -> Option<Result<Output, CliError>> {
         if invocation.stdout_to.is_some() {
             return None;
         }
@@ -148,12 +152,22 @@ pub fn refused(migration: &Migration, device: &str, reason: &str) -> DeviceRepor
 pub struct Prefetched<'a> {
     pub inner: &'a dyn Calls,
     pub survey: Option<&'a Survey>,
+    /// A dry run: say where an answer came from, as a comment line.
+    pub echo: bool,
 }
 
 impl Calls for Prefetched<'_> {
     fn run(&self, invocation: &Invocation) -> Result<Output, CliError> {
         match self.survey.and_then(|s| s.take(invocation)) {
-            Some(output) => Ok(output),
+            Some(answer) => {
+                if self.echo {
+                    println!(
+                        "# answered by the read before the question: {}",
+                        self.inner.render(invocation)
+                    );
+                }
+                answer
+            }
             None => self.inner.run(invocation),
         }
     }
@@ -232,6 +246,7 @@ mod tests {
         let calls = Prefetched {
             inner: &inner,
             survey: Some(&survey),
+            echo: false,
         };
         // The run's detection of dev-1 costs no call; a second one (a retry) does.
         calls.run(&migration.detect("dev-1")).unwrap();
@@ -240,6 +255,9 @@ mod tests {
         assert_eq!(inner.calls.lock().unwrap().len(), 4);
         // Other calls, and the unread device, go through.
         calls.run(&migration.exists_on_source("dev-2")).unwrap();
+        // The unread device gets its error once, as the run would have; then a fresh call.
+        assert!(calls.run(&migration.detect("dev-broken")).is_err());
+        assert_eq!(inner.calls.lock().unwrap().len(), 5);
         assert!(calls.run(&migration.detect("dev-broken")).is_err());
         assert_eq!(inner.calls.lock().unwrap().len(), 6);
     }

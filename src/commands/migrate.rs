@@ -117,14 +117,11 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
     let (mut reports, mut to_run) = batch::split_conflicts(&devices, &conflicts, &migration);
     // The detections, before the question: the gateway summary above it, and the run reuses
     // them. `--otaa`/`--abp` skip the detection, and with it the fields beyond the export.
-    let survey = match migration.mode {
-        None if !to_run.is_empty() => Some(survey::survey(&cli, &migration, &to_run, args.jobs)),
-        None => None,
-        Some(mode) => {
-            super::checks::warn_without_detection(mode);
-            None
-        }
-    };
+    if let Some(mode) = migration.mode {
+        super::checks::warn_without_detection(mode);
+    }
+    let survey = (survey::wanted(&migration) && !to_run.is_empty())
+        .then(|| survey::survey(&cli, &migration, &to_run, args.jobs));
     if let Some(survey) = &survey {
         let summary = survey.summary(&cli, &migration.target.path);
         if !context.cli.quiet {
@@ -176,6 +173,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
     let calls = Prefetched {
         inner: &cli,
         survey: survey.as_ref(),
+        echo: false,
     };
     let canary = match (args.canary, args.watch) {
         (Some(count), Some(watch)) => {

@@ -336,7 +336,7 @@ fn changes_a_deployment(invocation: &Invocation) -> bool {
     !argv.iter().any(|a| {
         matches!(
             a.as_str(),
-            "get" | "list" | "auth-info" | "get-dev-addr-prefixes"
+            "get" | "list" | "auth-info" | "get-dev-addr-prefixes" | "get-connection-stats"
         )
     })
 }

@@ -492,10 +492,10 @@ fn a_canary_that_stays_silent_stops_the_run_before_the_rest() {
         ])
         .failure()
         .clean_errors()
-        .stderr_has("Canary: migrating 1 device first (dev-1); the other 2 follow")
+        .stderr_has("Canary: migrating 1 device first (dev-1); the rest (2 devices) waits until the canaries are heard on the target.")
         .stdout_has("dev-1  silent  since its import at ")
         .stderr_has("Stopped after the canaries: a canary stayed silent on the target for 1s")
-        .stderr_has("the other 2 devices would go dark the same way, so they were not touched")
+        .stderr_has("so the rest (2 devices) was not touched: it would go dark the same way")
         .stderr_has("1 migrated, 0 failed, 0 skipped, 0 conflicts, 2 not started");
     assert!(env.on_cloud("dev-1").is_some());
     for device in ["dev-2", "dev-3"] {
@@ -541,7 +541,7 @@ fn a_canary_that_is_heard_lets_the_rest_go_on() {
     ])
     .success()
     .clean_errors()
-    .stderr_has("Canary: every canary was heard on the target; migrating the other 2 devices.")
+    .stderr_has("Canary: every canary was heard on the target; migrating the rest (2 devices).")
     .stdout_has("dev-1  heard   ")
     // `--watch` after the whole migration: every device.
     .stdout_has("3 of 3 heard on the target.");
@@ -582,4 +582,26 @@ fn migrate_watch_runs_the_watch_after_the_migration() {
     .stdout_has("dev-1  heard   ")
     .stdout_has("dev-2  silent  since its import at ")
     .stdout_has("1 of 2 heard on the target; 1 silent after 1s.");
+}
+
+#[test]
+fn a_canary_that_is_not_migrated_stops_the_run_without_waiting() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-no-mac-state", "dev-1");
+    env.seed_ce("abp-eu1", "dev-2");
+    let started = std::time::Instant::now();
+    let run = env
+        .run(&[
+            "migrate", "app-1", "dev-1", "dev-2", "--yes", "--canary", "1", "--watch", "10m",
+        ])
+        .failure()
+        .clean_errors()
+        .stderr_has("Stopped after the canaries: the canary dev-1 was not migrated (see above), so the rest (1 device) was not touched.");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "it waited"
+    );
+    assert!(!run.stderr.contains("Roll the canaries back"), "{run:#?}");
+    assert!(env.on_ce("dev-1").is_some() && env.on_ce("dev-2").is_some());
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
 }

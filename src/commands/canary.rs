@@ -43,10 +43,10 @@ pub fn run(
     let (canaries, rest) = devices.split_at(count.min(devices.len()));
     if !context.cli.quiet {
         eprintln!(
-            "Canary: migrating {} first ({}); the other {} follow once they are heard on the target.",
+            "Canary: migrating {} first ({}); the rest ({}) waits until the canaries are heard on the target.",
             plural(canaries.len(), "device"),
             canaries.join(", "),
-            rest.len()
+            plural(rest.len(), "device")
         );
     }
     let mut reports = batch::run(calls, migration, work, canaries, batch);
@@ -62,13 +62,12 @@ pub fn run(
         .collect();
     let rollback = (!migrated.is_empty()).then(|| rollback_command(work, &migrated));
     let why = if !not_migrated.is_empty() {
+        let (canary, was) = match not_migrated.len() {
+            1 => ("canary", "was"),
+            _ => ("canaries", "were"),
+        };
         Some(format!(
-            "the canar{} {} not migrated (see above), so the other {} were not touched",
-            if not_migrated.len() == 1 {
-                "y was"
-            } else {
-                "ies were"
-            },
+            "the {canary} {} {was} not migrated (see above), so the rest ({}) was not touched",
             not_migrated.join(", "),
             plural(rest.len(), "device")
         ))
@@ -84,8 +83,8 @@ pub fn run(
         (!heard).then(|| {
             format!(
                 "a canary stayed silent on the target for {} (see the silent line above): its \
-                 gateways do not reach the target yet, and the other {} would go dark the same way, \
-                 so they were not touched",
+                 gateways do not reach the target yet, so the rest ({}) was not touched: it would \
+                 go dark the same way",
                 humantime::format_duration(watch),
                 plural(rest.len(), "device")
             )
@@ -100,7 +99,7 @@ pub fn run(
     }
     if !context.cli.quiet {
         eprintln!(
-            "\nCanary: every canary was heard on the target; migrating the other {}.",
+            "\nCanary: every canary was heard on the target; migrating the rest ({}).",
             plural(rest.len(), "device")
         );
     }

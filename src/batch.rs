@@ -431,7 +431,10 @@ pub fn dry_run(
             .lines()
             .chain(summary.render().lines())
         {
-            println!("# {line}");
+            match line.is_empty() {
+                true => println!("#"),
+                false => println!("# {line}"),
+            }
         }
         if require_gateways {
             refused.extend(survey.refusals(&summary));

@@ -331,6 +331,8 @@ impl Summary {
                 }
                 let reason = if device.no_uplinks {
                     "no uplink recorded on the source".to_string()
+                } else if device.gateways.is_empty() && !device.packet_broker {
+                    "its recent uplinks on the source name no gateway".to_string()
                 } else if device.only_packet_broker() {
                     "heard only through Packet Broker: a gateway of another network, which keeps \
                      routing this DevAddr to the source"
@@ -552,6 +554,18 @@ mod tests {
         assert!(
             text.contains("dev-4  heard only through Packet Broker"),
             "{text}"
+        );
+        // Uplinks recorded without their gateways: said so, not an empty list.
+        let nameless = DeviceGateways {
+            device_id: "dev-5".into(),
+            gateways: vec![],
+            packet_broker: false,
+            no_uplinks: false,
+        };
+        let summary = Summary::of(&[nameless], |_| TargetState::NotRegistered);
+        assert_eq!(
+            summary.unheard[0].reason,
+            "its recent uplinks on the source name no gateway"
         );
     }
 }

@@ -4,7 +4,7 @@
 //! flight: the journal on disk then says truthfully where every device is.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -17,8 +17,17 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
-    /// Installs the handlers. `resume_hint` is printed on a forced stop.
+    /// Installs the handlers, once per process: a later call (the second batch of a canary run)
+    /// gets the same instance, so a Ctrl-C during the first batch is still seen. `resume_hint`
+    /// (of the first call) is printed on a forced stop.
     pub fn install(resume_hint: Option<String>) -> Interrupt {
+        static INSTALLED: OnceLock<Interrupt> = OnceLock::new();
+        INSTALLED
+            .get_or_init(|| Interrupt::install_handlers(resume_hint))
+            .clone()
+    }
+
+    fn install_handlers(resume_hint: Option<String>) -> Interrupt {
         let interrupt = Interrupt::default();
         let count = interrupt.count.clone();
         if let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) {

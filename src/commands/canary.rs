@@ -10,6 +10,7 @@ use anyhow::Result;
 use super::watch::{watch_work_dir, WatchOptions};
 use super::Context;
 use crate::batch::{self, Batch};
+use crate::interrupt::Interrupt;
 use crate::journal::WorkDir;
 use crate::next_step::NextStep;
 use crate::outcome::{DeviceReport, Outcome};
@@ -90,12 +91,24 @@ pub fn run(
             )
         })
     };
+    // Ctrl-C during the canaries or their watch: the rest does not start.
+    let why = why.or_else(|| {
+        Interrupt::install(None).requested().then(|| {
+            format!(
+                "stopped by a signal, so the rest ({}) was not touched",
+                plural(rest.len(), "device")
+            )
+        })
+    });
     if let Some(why) = why {
         reports.extend(
             rest.iter()
                 .map(|device| not_started(migration, work, device)),
         );
         return Ok((reports, Canary::Stopped { why, rollback }));
+    }
+    if rest.is_empty() {
+        return Ok((reports, Canary::WentOn));
     }
     if !context.cli.quiet {
         eprintln!(

@@ -76,6 +76,7 @@ impl Migration {
             args.push("--mac-settings".into());
         }
         args.extend(whole_device::detect_flags(self.cli_version));
+        args.push(whole_device::SESSION_STARTED_FLAG.into());
         args.push(gateways::SELECT_FLAG.into());
         Invocation::new(&self.source.path, args)
     }

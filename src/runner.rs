@@ -570,6 +570,10 @@ impl Runner<'_> {
         let mut import = rewrite.apply(&export.doc);
         if let Some(detected) = self.detected(run) {
             whole_device::merge_into_import(&mut import, &detected, self.mode(run));
+            if let Some(note) = whole_device::rejoined(&detected, &export.doc, self.mode(run)) {
+                self.progress.note(&run.report.device_id, &note);
+                run.report.warnings.push(note);
+            }
         }
         self.files
             .write(&run.journal.dir().join(&import_name), &pretty(&import))?;

@@ -102,6 +102,10 @@ pub const JOIN_STATE: [&str; 5] = [
     "last_rj_count_1",
 ];
 
+/// When the device's current session started (no key rights): the detection reads it, so that a
+/// device that joined again between its detection and its export is noticed ([`rejoined`]).
+pub const SESSION_STARTED_FLAG: &str = "--session.started-at";
+
 /// The select flags the detection `get` adds for CLI `version`: fields it does not know are not
 /// requested (an unknown flag fails the whole call). `--join-server-address` tells an external
 /// Join Server (none registered) from a nonce state that is all zero.
@@ -179,6 +183,12 @@ pub fn detection_record(detected: &Value) -> Value {
             kept.insert(path.to_string(), value.clone());
         }
     }
+    if let Some(started_at) = detected.pointer("/session/started_at") {
+        kept.insert(
+            "session".into(),
+            serde_json::json!({ "started_at": started_at }),
+        );
+    }
     if let Some(uplinks) = detected.pointer("/mac_state/recent_uplinks") {
         kept.insert(
             "mac_state".into(),
@@ -186,6 +196,28 @@ pub fn detection_record(detected: &Value) -> Value {
         );
     }
     Value::Object(kept)
+}
+
+/// The device joined again on the source between its detection and its export (the detection
+/// ran before the question): the nonce state read then predates that join. What it means, for an
+/// OTAA device whose state was carried.
+pub fn rejoined(detected: &Value, export: &Value, mode: ActivationMode) -> Option<String> {
+    fn started(doc: &Value) -> Option<&str> {
+        doc.pointer("/session/started_at").and_then(Value::as_str)
+    }
+    if mode != ActivationMode::Otaa || !JOIN_STATE.iter().any(|f| detected.get(*f).is_some()) {
+        return None;
+    }
+    match (started(detected), started(export)) {
+        (Some(then), Some(now)) if then != now => Some(format!(
+            "the device joined again on the source (session started {now}) after the Join \
+             Server's nonce state was read (session started {then}), so the state carried to the \
+             target is from before that join: a LoRaWAN 1.0.4 or 1.1 device may not accept a \
+             join-accept from the target until its Join Server has counted past the last \
+             JoinNonce the device saw"
+        )),
+        _ => None,
+    }
 }
 
 /// What the detection call said about the Join Server's nonce state.
@@ -431,12 +463,33 @@ mod tests {
         // Even a whole device document (a CLI printing more than was selected) loses its keys.
         let record = detection_record(&stored);
         let text = record.to_string();
-        assert!(record.get("root_keys").is_none() && record.get("session").is_none());
+        assert!(record.get("root_keys").is_none());
         assert!(!text.contains("\"key\""), "{text}");
         assert_eq!(record["supports_class_c"], true);
         assert_eq!(record["attributes"]["site"], "north-field");
         assert!(record["mac_state"]["recent_uplinks"].is_array(), "{text}");
         assert!(record["mac_state"].get("current_parameters").is_none());
+        assert_eq!(
+            record["session"],
+            json!({"started_at": stored["session"]["started_at"]})
+        );
+    }
+
+    #[test]
+    fn a_join_after_the_detection_is_noticed() {
+        let detected =
+            json!({"last_join_nonce": 5, "session": {"started_at": "2026-12-01T10:00:00Z"}});
+        let same = json!({"session": {"started_at": "2026-12-01T10:00:00Z"}});
+        let later = json!({"session": {"started_at": "2026-12-01T10:05:00Z"}});
+        assert_eq!(rejoined(&detected, &same, ActivationMode::Otaa), None);
+        let note = rejoined(&detected, &later, ActivationMode::Otaa).unwrap();
+        assert!(note.contains("joined again on the source"), "{note}");
+        assert_eq!(rejoined(&detected, &later, ActivationMode::Abp), None);
+        assert_eq!(
+            rejoined(&json!({}), &later, ActivationMode::Otaa),
+            None,
+            "no state carried"
+        );
     }
 
     #[test]

@@ -65,7 +65,11 @@ pub fn survey(calls: &dyn Calls, migration: &Migration, devices: &[String], jobs
         let Some(answer) = answer else { continue };
         match &answer {
             Ok(output) => match serde_json::from_slice::<Value>(&output.stdout) {
-                Ok(doc) => survey.read.push((device.clone(), doc)),
+                // A device on another cluster has no MAC state here: unread, not silent.
+                Ok(doc) => match crate::device::wrong_cluster(&doc, &output.stderr) {
+                    Some(problem) => survey.unread.push((device.clone(), problem.to_string())),
+                    None => survey.read.push((device.clone(), doc)),
+                },
                 Err(_) => survey.unread.push((
                     device.clone(),
                     "ttn-lw-cli printed something that is not JSON".into(),

@@ -666,3 +666,18 @@ fn ctrl_c_during_the_canaries_keeps_the_rest_from_starting_even_when_they_are_he
     );
     assert!(env.on_ce("dev-2").is_some() && env.on_cloud("dev-2").is_none());
 }
+
+#[test]
+fn require_gateways_refuses_a_device_whose_gateways_cannot_be_read() {
+    let env = Env::new().with_profiles();
+    let mut device = DoubleState::fixture("otaa-nam1");
+    device["ids"]["device_id"] = "far-1".into();
+    device["ids"]["application_ids"]["application_id"] = APP.into();
+    env.state.put_device(CE, &device);
+    env.run(&["migrate", "app-1", "far-1", "--yes", "--require-gateways"])
+        .failure()
+        .clean_errors()
+        .stdout_has("refused by --require-gateways, nothing was deleted: its gateways could not be read (the device is registered on nam1.cloud.thethings.network");
+    assert!(env.on_ce("far-1").is_some());
+    assert!(env.writes().is_empty());
+}

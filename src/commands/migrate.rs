@@ -117,7 +117,8 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
     let (mut reports, mut to_run) = batch::split_conflicts(&devices, &conflicts, &migration);
     // The detections, before the question: the gateway summary above it, and the run reuses
     // them. `--otaa`/`--abp` skip the detection, and with it the fields beyond the export.
-    if let Some(mode) = migration.mode {
+    // (`--freeze-downlinks` detects anyway, to restore the setting.)
+    if let (Some(mode), false) = (migration.mode, migration.freeze_downlinks) {
         super::checks::warn_without_detection(mode);
     }
     let survey = (survey::wanted(&migration) && !to_run.is_empty())

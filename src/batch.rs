@@ -21,6 +21,7 @@ use crate::plan::Migration;
 use crate::report::Destination;
 use crate::runner::{Calls, Files, RetryPolicy, Runner};
 use crate::selection;
+use crate::survey::{self, Prefetched};
 use crate::ttn_lw_cli::{quote, CliError, Invocation, Output, TtnLwCli};
 
 /// How a batch of devices runs.
@@ -33,9 +34,10 @@ pub struct Batch {
     pub quiet: bool,
 }
 
-/// Runs devices with Ctrl-C handling and the progress display in place.
+/// Runs devices with Ctrl-C handling and the progress display in place. `calls` is ttn-lw-cli,
+/// or ttn-lw-cli with the detections read before the question ([`survey::Prefetched`]).
 pub fn run(
-    cli: &TtnLwCli,
+    calls: &dyn Calls,
     migration: &Migration,
     work: &WorkDir,
     devices: &[String],
@@ -56,7 +58,7 @@ pub fn run(
     });
     let files = Files::Disk;
     let runner = Runner {
-        calls: cli,
+        calls,
         migration,
         work: work.path(),
         files: &files,
@@ -298,6 +300,15 @@ pub fn finish(reports: &[DeviceReport], work: &Path, goal: Goal) -> Exit {
     if !failures.is_empty() {
         eprintln!("{failures}");
     }
+    let warned: Vec<&DeviceReport> = reports.iter().filter(|r| !r.warnings.is_empty()).collect();
+    if !warned.is_empty() {
+        eprintln!("Warnings:");
+        for report in warned {
+            for warning in &report.warnings {
+                eprintln!("  {}: {warning}", report.device_id);
+            }
+        }
+    }
     let unfinished = reports.iter().filter(|r| r.resumable).count();
     if unfinished > 0 {
         crate::terminal::eprint_wrapped(&format!(
@@ -363,7 +374,7 @@ fn changes_a_deployment(invocation: &Invocation) -> bool {
     !argv.iter().any(|a| {
         matches!(
             a.as_str(),
-            "get" | "list" | "auth-info" | "get-dev-addr-prefixes"
+            "get" | "list" | "auth-info" | "get-dev-addr-prefixes" | "get-connection-stats"
         )
     })
 }
@@ -431,9 +442,21 @@ impl Progress for DryProgress {
     }
 }
 
+/// What a dry run reads before the devices, as `migrate` does before its question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Survey {
+    /// Nothing (`resume`, `rollback`).
+    None,
+    /// The detections and the gateway summary.
+    Gateways,
+    /// The same, and `--require-gateways` refuses the unheard devices.
+    RequireGateways,
+}
+
 /// `--dry-run`: the same lifecycle as the real run, one device after another, with only the
 /// read-only calls run and nothing written. `work` is the directory the real run would use
 /// (for `resume`/`rollback --dry-run`, the one whose journals the plan starts from).
+/// Before a migration's question, the detections come first, then the gateway summary.
 pub fn dry_run(
     cli: &TtnLwCli,
     migration: &Migration,
@@ -441,9 +464,48 @@ pub fn dry_run(
     conflicts: &BTreeSet<String>,
     work: &Path,
     goal: Goal,
+    before_question: Survey,
 ) -> Vec<DeviceReport> {
     let files = Files::memory();
-    let calls = DryCalls { cli, files: &files };
+    let dry = DryCalls { cli, files: &files };
+    let candidates: Vec<String> = devices
+        .iter()
+        .filter(|d| !conflicts.contains(*d))
+        .cloned()
+        .collect();
+    let survey = match before_question != Survey::None
+        && survey::wanted(migration)
+        && !candidates.is_empty()
+    {
+        true => {
+            outln!();
+            outln!("# Before the question: the detection of every device (the run reuses the answers), and the gateways they need");
+            Some(survey::survey(&dry, migration, &candidates, 1))
+        }
+        false => None,
+    };
+    let mut refused = std::collections::BTreeMap::new();
+    if let Some(survey) = &survey {
+        let summary = survey.summary(&dry, &migration.target.path);
+        outln!();
+        for line in survey::headline(migration, survey)
+            .lines()
+            .chain(summary.render().lines())
+        {
+            match line.is_empty() {
+                true => outln!("#"),
+                false => outln!("# {line}"),
+            }
+        }
+        if before_question == Survey::RequireGateways {
+            refused.extend(survey.refusals(&summary));
+        }
+    }
+    let calls = Prefetched {
+        inner: &dry,
+        survey: survey.as_ref(),
+        echo: true,
+    };
     let interrupt = Interrupt::default();
     let progress = DryProgress;
     let runner = Runner {
@@ -476,6 +538,13 @@ pub fn dry_run(
                 )
                 .conflict(),
             );
+            continue;
+        }
+        if let Some(reason) = refused.get(device) {
+            outln!(
+                "# refused by --require-gateways: {reason}; the real run leaves it on the source"
+            );
+            reports.push(survey::refused(migration, device, reason));
             continue;
         }
         reports.push(runner.run_device(device, goal));

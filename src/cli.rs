@@ -19,6 +19,7 @@ const SELECTION: &str = "Selection options";
 const SAFETY: &str = "Safety options";
 const BATCH: &str = "Batch options";
 const CALLS: &str = "Call options";
+const AFTER: &str = "After the migration";
 
 /// Limits of the options, shown in `--help` and enforced by the parser.
 pub const MAX_JOBS: u32 = 64;
@@ -113,6 +114,7 @@ pub enum Command {
   ttn-session-migrate migrate my-app dev-1 dev-2 --to-application my-new-app --yes
   ttn-session-migrate migrate my-app --all --exclude gateway-probe --jobs 8 --report report.json
   grep -v retired devices.txt | ttn-session-migrate migrate my-app --devices-file - --yes
+  ttn-session-migrate migrate my-app --all --canary 3 --watch 30m --require-gateways
 
 Select devices in exactly one way: DEVICE_ID arguments, --devices-file or --all; --exclude
 combines with any of them. For large batches, log in with API keys (`login PROFILE --api-key`):
@@ -153,11 +155,13 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "ID", help_heading = SELECTION)]
     pub to_application: Option<String>,
 
-    /// The devices are OTAA: skip detecting the activation mode
+    /// The devices are OTAA: skip the detection call. Only the documented export's fields
+    /// travel (no class B/C support, attributes, model, formatters, labels or Join Server
+    /// nonces), and no gateway summary
     #[arg(long, help_heading = SELECTION)]
     pub otaa: bool,
 
-    /// The devices are ABP: skip detecting the activation mode
+    /// The devices are ABP: skip the detection call (as --otaa: only the documented fields)
     #[arg(long, help_heading = SELECTION)]
     pub abp: bool,
 
@@ -188,6 +192,21 @@ pub struct MigrateArgs {
     /// Turn off downlinks on the source before the export (unverified end to end)
     #[arg(long, help_heading = SAFETY)]
     pub freeze_downlinks: bool,
+
+    /// Refuse, before their delete, the devices that no gateway connected to the target has
+    /// heard (see `gateways`)
+    #[arg(long, conflicts_with = "activation", help_heading = SAFETY)]
+    pub require_gateways: bool,
+
+    /// After the migration, wait up to DURATION (e.g. 15m) until every migrated device is
+    /// heard on the target, as `watch` does
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "dry_run", help_heading = AFTER)]
+    pub watch: Option<Duration>,
+
+    /// Migrate N devices first and go on with the rest only once they are heard on the target
+    /// (within --watch); if one stays silent, stop before touching the rest
+    #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u32).range(1..), help_heading = AFTER)]
+    pub canary: Option<u32>,
 
     /// Devices migrated at once, 1 to 64
     #[arg(short, long, value_name = "N", default_value_t = 4, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_JOBS as i64), help_heading = BATCH)]

@@ -21,7 +21,8 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::ttn_lw_cli::{Invocation, TtnLwCli};
+use crate::runner::Calls;
+use crate::ttn_lw_cli::Invocation;
 
 /// The gateway ID Packet Broker uplinks carry.
 pub const PACKET_BROKER: &str = "packetbroker";
@@ -169,7 +170,7 @@ impl TargetState {
 
 /// Looks a gateway up on the target: by EUI where known, else by ID (one `gateways get`), then
 /// its connection (one `gateways get-connection-stats`). Read-only.
-pub fn look_up(cli: &TtnLwCli, target: &Path, gateway: &Gateway) -> TargetState {
+pub fn look_up(cli: &dyn Calls, target: &Path, gateway: &Gateway) -> TargetState {
     let gateway_id = match registered_id(cli, target, gateway) {
         Ok(Some(id)) => id,
         Ok(None) => return TargetState::NotRegistered,
@@ -196,7 +197,7 @@ pub fn look_up(cli: &TtnLwCli, target: &Path, gateway: &Gateway) -> TargetState 
 /// the EUI is not registered but a gateway with the same ID and no EUI is (an ID alone is not
 /// proof: a gateway with the same ID and another EUI is another gateway).
 fn registered_id(
-    cli: &TtnLwCli,
+    cli: &dyn Calls,
     target: &Path,
     gateway: &Gateway,
 ) -> Result<Option<String>, TargetState> {
@@ -245,9 +246,8 @@ fn error_name(e: &crate::ttn_lw_cli::CliError) -> Option<String> {
 
 /// The summary of devices already read (`(device ID, document with recent uplinks)`, e.g. the
 /// detection answers or the exports), each gateway looked up on the target once.
-#[allow(dead_code)] // the summary above the confirmation and `--require-gateways`, after the runner rewrite
 pub fn summary_of<'a>(
-    cli: &TtnLwCli,
+    cli: &dyn Calls,
     target: &Path,
     documents: impl IntoIterator<Item = (&'a str, &'a Value)>,
 ) -> Summary {
@@ -331,6 +331,8 @@ impl Summary {
                 }
                 let reason = if device.no_uplinks {
                     "no uplink recorded on the source".to_string()
+                } else if device.gateways.is_empty() && !device.packet_broker {
+                    "its recent uplinks on the source name no gateway".to_string()
                 } else if device.only_packet_broker() {
                     "heard only through Packet Broker: a gateway of another network, which keeps \
                      routing this DevAddr to the source"
@@ -363,9 +365,9 @@ impl Summary {
         }
     }
 
-    /// The devices that no connected target gateway has heard (what `--require-gateways` will
-    /// refuse once the runner calls it).
-    #[allow(dead_code)]
+    /// The devices that no connected target gateway has heard (what `--require-gateways`
+    /// refuses).
+    #[cfg(test)]
     pub fn unheard_devices(&self) -> Vec<&str> {
         self.unheard.iter().map(|u| u.device_id.as_str()).collect()
     }
@@ -552,6 +554,18 @@ mod tests {
         assert!(
             text.contains("dev-4  heard only through Packet Broker"),
             "{text}"
+        );
+        // Uplinks recorded without their gateways: said so, not an empty list.
+        let nameless = DeviceGateways {
+            device_id: "dev-5".into(),
+            gateways: vec![],
+            packet_broker: false,
+            no_uplinks: false,
+        };
+        let summary = Summary::of(&[nameless], |_| TargetState::NotRegistered);
+        assert_eq!(
+            summary.unheard[0].reason,
+            "its recent uplinks on the source name no gateway"
         );
     }
 }

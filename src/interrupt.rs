@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -21,6 +21,9 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 pub fn was_interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
+
+/// The run a forced stop reports on: the one installed last.
+static CURRENT_RUN: Mutex<Option<Run>> = Mutex::new(None);
 
 /// Prints a line where the operator sees it (above the progress bars).
 pub type Notify = Box<dyn Fn(&str) + Send + Sync>;
@@ -44,21 +47,35 @@ pub const STOPPING: &str = "Ctrl-C: stopping. No new device starts; devices in f
 (one between delete and import is imported first). Press Ctrl-C again to stop at once.";
 
 impl Interrupt {
-    /// Installs the handlers for a run.
+    /// Installs the handlers, once per process, for this run: a later call (the second batch
+    /// of a canary run) gets the same instance, so a Ctrl-C during the first batch is still
+    /// seen, and its `run` replaces the one a forced stop reports on.
     pub fn install(run: Run) -> Interrupt {
+        static INSTALLED: OnceLock<Interrupt> = OnceLock::new();
+        *CURRENT_RUN.lock().unwrap_or_else(|e| e.into_inner()) = Some(run);
+        INSTALLED.get_or_init(Interrupt::install_handlers).clone()
+    }
+
+    fn install_handlers() -> Interrupt {
         let interrupt = Interrupt::default();
         let count = interrupt.count.clone();
         if let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) {
             std::thread::spawn(move || {
                 for _ in signals.forever() {
                     INTERRUPTED.store(true, Ordering::SeqCst);
-                    if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                        (run.notify)(&crate::terminal::wrap(STOPPING));
+                    let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+                    let run = CURRENT_RUN.lock().unwrap_or_else(|e| e.into_inner());
+                    if first {
+                        if let Some(run) = run.as_ref() {
+                            (run.notify)(&crate::terminal::wrap(STOPPING));
+                        }
                         continue;
                     }
                     // Wait for any journal write to land, and keep others from starting.
                     let _guard = DURABLE_WRITE.lock().unwrap_or_else(|e| e.into_inner());
-                    (run.notify)(&crate::terminal::wrap(&hard_stop(&run)));
+                    if let Some(run) = run.as_ref() {
+                        (run.notify)(&crate::terminal::wrap(&hard_stop(run)));
+                    }
                     std::process::exit(130);
                 }
             });

@@ -26,11 +26,10 @@ mod runner;
 mod selection;
 mod status;
 mod style;
+mod survey;
 mod terminal;
 mod ttn_lw_cli;
 mod watch;
-// Read by the runner's detection call once it is rewritten (issue 9); tested on its own now.
-#[allow(dead_code)]
 mod whole_device;
 
 use std::process::ExitCode;

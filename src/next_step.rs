@@ -24,6 +24,9 @@ pub enum NextStep {
     ResolveConflict,
     /// The source has no such device: a typo, or another application or cluster.
     CheckDeviceId { application_id: String },
+    /// Refused by `--require-gateways`, nothing changed: connect a gateway that hears the device
+    /// to the target, then migrate it again.
+    ConnectGateways,
     /// Nothing changed, but an option pinned in the work directory (`--from`, `--otaa`/`--abp`)
     /// was wrong for the device: `resume` cannot help; a new migration can.
     NewMigration,
@@ -44,6 +47,7 @@ impl NextStep {
             NextStep::CheckConsole { .. } => "check-console",
             NextStep::ResolveConflict => "resolve-conflict",
             NextStep::CheckDeviceId { .. } => "check-device-id",
+            NextStep::ConnectGateways => "connect-gateways",
             NextStep::NewMigration => "new-migration",
         }
     }
@@ -95,6 +99,10 @@ impl fmt::Display for NextStep {
             NextStep::CheckDeviceId { application_id } => write!(
                 f,
                 "check the device ID: application `{application_id}` on the source has no such device; nothing was changed"
+            ),
+            NextStep::ConnectGateways => write!(
+                f,
+                "nothing was changed: connect a gateway that hears the device to the target (see the gateway table), then migrate it again"
             ),
             NextStep::NewMigration => write!(
                 f,

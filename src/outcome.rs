@@ -103,6 +103,10 @@ pub struct DeviceReport {
     pub steps: Vec<StepTiming>,
     /// From the start of the delete on the source to the end of the import on the target.
     pub downtime_ms: Option<u64>,
+    /// What the operator should know about a device that did move (e.g. a Join Server nonce
+    /// state that could not be carried).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// `resume` would carry the device further without the operator fixing anything first.
     #[serde(skip)]
     pub resumable: bool,
@@ -123,6 +127,7 @@ impl DeviceReport {
             next_action: None,
             steps: Vec::new(),
             downtime_ms: None,
+            warnings: Vec::new(),
             resumable: false,
         }
     }

@@ -6,7 +6,8 @@ use std::path::Path;
 use crate::device::{ActivationMode, Rewrite};
 use crate::journal::{Manifest, ProfileRecord};
 use crate::profile::Profile;
-use crate::ttn_lw_cli::Invocation;
+use crate::ttn_lw_cli::{Invocation, Version};
+use crate::{gateways, whole_device};
 
 /// The field-selection flags of the documented export, for OTAA (ABP omits `--root-keys`).
 pub const EXPORT_FLAGS: [&str; 10] = [
@@ -32,6 +33,8 @@ pub struct Migration {
     /// `--otaa`/`--abp`; `None` detects each device's mode on the source.
     pub mode: Option<ActivationMode>,
     pub freeze_downlinks: bool,
+    /// The running ttn-lw-cli's version: the detection `get` selects only fields it knows.
+    pub cli_version: Version,
 }
 
 impl Migration {
@@ -62,8 +65,10 @@ impl Migration {
             .to_vec()
     }
 
-    /// Read-only: `supports_join` tells OTAA from ABP. With `--freeze-downlinks` it also reads
-    /// `mac_settings`, to restore `schedule_downlinks` later.
+    /// Read-only, and no key rights: `supports_join` tells OTAA from ABP; the device fields the
+    /// documented export leaves out ([`whole_device::detect_flags`], for this CLI version); the
+    /// gateways that heard the device (`mac_state.recent_uplinks`). With `--freeze-downlinks`
+    /// it also reads `mac_settings`, to restore `schedule_downlinks` later. One call.
     pub fn detect(&self, device: &str) -> Invocation {
         let mut args = vec!["end-devices".to_string(), "get".to_string()];
         args.extend(Self::device_ids(&self.application_id, device));
@@ -71,6 +76,9 @@ impl Migration {
         if self.freeze_downlinks {
             args.push("--mac-settings".into());
         }
+        args.extend(whole_device::detect_flags(self.cli_version));
+        args.push(whole_device::SESSION_STARTED_FLAG.into());
+        args.push(gateways::SELECT_FLAG.into());
         Invocation::new(&self.source.path, args)
     }
 
@@ -194,6 +202,44 @@ fn export_args(app: &str, device: &str, mode: ActivationMode) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn migration(version: Version) -> Migration {
+        let profile = |label: &str, path: &str| Profile {
+            label: label.into(),
+            path: path.into(),
+            config: Default::default(),
+        };
+        Migration {
+            source: profile("ce", "/ce.yml"),
+            target: profile("cloud", "/cloud.yml"),
+            application_id: "app-1".into(),
+            target_application_id: "app-1".into(),
+            mode: None,
+            freeze_downlinks: false,
+            cli_version: version,
+        }
+    }
+
+    #[test]
+    fn the_detection_reads_the_whole_device_and_its_gateways_without_keys() {
+        let detect = migration(Version(3, 34, 0)).detect("dev-1").args.join(" ");
+        assert!(detect.starts_with("end-devices get --application-id app-1 --device-id dev-1 --supports-join --attributes --version-ids"), "{detect}");
+        for flag in [
+            "--supports-class-c",
+            "--formatters",
+            "--last-dev-nonce",
+            "--label-ids",
+            "--mac-settings-profile-ids",
+            "--mac-state.recent-uplinks",
+        ] {
+            assert!(detect.split(' ').any(|a| a == flag), "{flag}: {detect}");
+        }
+        for keys in ["--root-keys", "--session", "--mac-state"] {
+            assert!(!detect.split(' ').any(|a| a == keys), "{keys}: {detect}");
+        }
+        let older = migration(Version(3, 32, 1)).detect("dev-1").args.join(" ");
+        assert!(!older.contains("--label-ids"), "{older}");
+    }
 
     #[test]
     fn export_flags_are_the_documented_sets() {

@@ -29,6 +29,7 @@ use crate::outcome::{DeviceReport, FailureKind, Outcome};
 use crate::output::Progress;
 use crate::plan::Migration;
 use crate::ttn_lw_cli::{CliError, ErrorKind, Invocation, Output, TtnLwCli};
+use crate::whole_device::{self, JoinState};
 
 /// The ttn-lw-cli calls the runner makes. The real invocation layer implements it; unit tests
 /// script it; the dry run wraps it so that only read-only calls run.
@@ -427,7 +428,10 @@ impl Runner<'_> {
             .unwrap_or(ActivationMode::Otaa)
     }
 
-    /// Read-only: the activation mode, and with `--freeze-downlinks` the setting to restore.
+    /// Read-only: the activation mode, the device fields the documented export leaves out, the
+    /// gateways that heard it, and with `--freeze-downlinks` the setting to restore. The answer
+    /// (no keys: the detection selects none) is saved next to the journal; a device that uses a
+    /// MAC settings profile is refused here, before anything changes.
     fn detect(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let detect = self.migration.detect(&run.device());
         let output = self
@@ -445,10 +449,28 @@ impl Runner<'_> {
                     .kind(FailureKind::ExportRefused),
             );
         }
+        if let Some(refusal) = whole_device::refusal(&doc) {
+            return Err(self.unfreeze_after(run, Failure::new(refusal)));
+        }
         let mode = self.migration.mode.unwrap_or(ActivationMode::of(&doc));
         run.report.mode = Some(mode);
         self.progress.note(&run.report.device_id, &mode.to_string());
-        let mut record = Record::new(Step::Detected).command(self.render(&detect), Some(0));
+        self.progress
+            .note(&run.report.device_id, &whole_device::describe(&doc, mode));
+        if let Some(note) = JoinState::of(&doc, &output.stderr, mode).note(&doc) {
+            self.progress.note(&run.report.device_id, &note);
+            run.report.warnings.push(note);
+        }
+        let file_name = numbered("detected", run.journal.count(Step::Detected) + 1);
+        self.files
+            .write(
+                &run.journal.dir().join(&file_name),
+                &pretty(&whole_device::detection_record(&doc)),
+            )
+            .map_err(|e| Failure::new(format!("{e:#}; nothing was deleted")))?;
+        let mut record = Record::new(Step::Detected)
+            .command(self.render(&detect), Some(0))
+            .file(&file_name);
         record.mode = Some(mode);
         // What to restore after a freeze; an earlier freeze's value wins (the setting now may
         // be ours).
@@ -459,6 +481,13 @@ impl Runner<'_> {
         }
         run.journal.append(record)?;
         Ok(())
+    }
+
+    /// The saved detection answer: the fields the import carries beyond the documented export.
+    /// `None` without a detection (`--otaa`/`--abp`), or for a journal of an earlier version.
+    fn detected(&self, run: &DeviceRun) -> Option<Value> {
+        let file = run.journal.file_of(Step::Detected)?;
+        serde_json::from_slice(&self.files.read(&file).ok()?).ok()
     }
 
     /// Downlinks off on the source. Recorded first, with the setting to restore: a crash during
@@ -564,10 +593,16 @@ impl Runner<'_> {
                 rewrite.describe()
             ),
         );
-        self.files.write(
-            &run.journal.dir().join(&import_name),
-            &pretty(&rewrite.apply(&export.doc)),
-        )?;
+        let mut import = rewrite.apply(&export.doc);
+        if let Some(detected) = self.detected(run) {
+            whole_device::merge_into_import(&mut import, &detected, self.mode(run));
+            if let Some(note) = whole_device::rejoined(&detected, &export.doc, self.mode(run)) {
+                self.progress.note(&run.report.device_id, &note);
+                run.report.warnings.push(note);
+            }
+        }
+        self.files
+            .write(&run.journal.dir().join(&import_name), &pretty(&import))?;
         run.journal.append(
             Record::new(Step::Validated)
                 .file(&import_name)
@@ -818,10 +853,14 @@ impl Runner<'_> {
             ))
         })?;
         let export = DeviceExport::parse(bytes)?;
-        let doc = self
+        let mut doc = self
             .migration
             .rewrite_for_source(run.journal.schedule_downlinks_before())
             .apply(&export.doc);
+        // The delete took the whole device from the source: it comes back whole.
+        if let Some(detected) = self.detected(run) {
+            whole_device::merge_into_import(&mut doc, &detected, self.mode(run));
+        }
         let name = numbered("rollback", run.journal.count(Step::RollbackStarted) + 1);
         self.files
             .write(&run.journal.dir().join(&name), &pretty(&doc))?;
@@ -1099,6 +1138,7 @@ mod tests {
             target_application_id: "app-1".into(),
             mode: None,
             freeze_downlinks,
+            cli_version: crate::ttn_lw_cli::Version(3, 32, 1),
         }
     }
 

@@ -102,6 +102,10 @@ pub const JOIN_STATE: [&str; 5] = [
     "last_rj_count_1",
 ];
 
+/// When the device's current session started (no key rights): the detection reads it, so that a
+/// device that joined again between its detection and its export is noticed ([`rejoined`]).
+pub const SESSION_STARTED_FLAG: &str = "--session.started-at";
+
 /// The select flags the detection `get` adds for CLI `version`: fields it does not know are not
 /// requested (an unknown flag fails the whole call). `--join-server-address` tells an external
 /// Join Server (none registered) from a nonce state that is all zero.
@@ -151,6 +155,68 @@ pub fn merge_into_import(import: &mut Value, detected: &Value, mode: ActivationM
         if let Some(value) = detected.get(field.path) {
             doc.insert(field.path.to_string(), value.clone());
         }
+    }
+}
+
+/// What is kept of a detection answer (saved next to the journal): the identifiers, the
+/// activation fields, the [`CARRIED`] fields, the MAC settings profile, `mac_settings` (read with
+/// `--freeze-downlinks`) and `mac_state.recent_uplinks`. None of them is a key; anything else an
+/// answer holds (a CLI that printed more than was selected) is dropped, so that the file never
+/// holds keys.
+pub fn detection_record(detected: &Value) -> Value {
+    const KEPT: &[&str] = &[
+        "ids",
+        "created_at",
+        "updated_at",
+        "supports_join",
+        "join_server_address",
+        "mac_settings",
+    ];
+    let mut kept = serde_json::Map::new();
+    for path in KEPT
+        .iter()
+        .copied()
+        .chain(CARRIED.iter().map(|f| f.path))
+        .chain(std::iter::once(MAC_SETTINGS_PROFILE.path))
+    {
+        if let Some(value) = detected.get(path) {
+            kept.insert(path.to_string(), value.clone());
+        }
+    }
+    if let Some(started_at) = detected.pointer("/session/started_at") {
+        kept.insert(
+            "session".into(),
+            serde_json::json!({ "started_at": started_at }),
+        );
+    }
+    if let Some(uplinks) = detected.pointer("/mac_state/recent_uplinks") {
+        kept.insert(
+            "mac_state".into(),
+            serde_json::json!({ "recent_uplinks": uplinks }),
+        );
+    }
+    Value::Object(kept)
+}
+
+/// The device joined again on the source between its detection and its export (the detection
+/// ran before the question): the nonce state read then predates that join. What it means, for an
+/// OTAA device whose state was carried.
+pub fn rejoined(detected: &Value, export: &Value, mode: ActivationMode) -> Option<String> {
+    fn started(doc: &Value) -> Option<&str> {
+        doc.pointer("/session/started_at").and_then(Value::as_str)
+    }
+    if mode != ActivationMode::Otaa || !JOIN_STATE.iter().any(|f| detected.get(*f).is_some()) {
+        return None;
+    }
+    match (started(detected), started(export)) {
+        (Some(then), Some(now)) if then != now => Some(format!(
+            "the device joined again on the source (session started {now}) after the Join \
+             Server's nonce state was read (session started {then}), so the state carried to the \
+             target is from before that join: a LoRaWAN 1.0.4 or 1.1 device may not accept a \
+             join-accept from the target until its Join Server has counted past the last \
+             JoinNonce the device saw"
+        )),
+        _ => None,
     }
 }
 
@@ -387,6 +453,43 @@ mod tests {
         let state = JoinState::of(&zero, "", ActivationMode::Otaa);
         assert_eq!(state, JoinState::Zero);
         assert!(state.note(&zero).is_none());
+    }
+
+    #[test]
+    fn the_saved_detection_answer_never_holds_keys() {
+        let stored: Value =
+            serde_json::from_str(include_str!("../fixtures/devices/class-c-actuator.json"))
+                .unwrap();
+        // Even a whole device document (a CLI printing more than was selected) loses its keys.
+        let record = detection_record(&stored);
+        let text = record.to_string();
+        assert!(record.get("root_keys").is_none());
+        assert!(!text.contains("\"key\""), "{text}");
+        assert_eq!(record["supports_class_c"], true);
+        assert_eq!(record["attributes"]["site"], "north-field");
+        assert!(record["mac_state"]["recent_uplinks"].is_array(), "{text}");
+        assert!(record["mac_state"].get("current_parameters").is_none());
+        assert_eq!(
+            record["session"],
+            json!({"started_at": stored["session"]["started_at"]})
+        );
+    }
+
+    #[test]
+    fn a_join_after_the_detection_is_noticed() {
+        let detected =
+            json!({"last_join_nonce": 5, "session": {"started_at": "2026-12-01T10:00:00Z"}});
+        let same = json!({"session": {"started_at": "2026-12-01T10:00:00Z"}});
+        let later = json!({"session": {"started_at": "2026-12-01T10:05:00Z"}});
+        assert_eq!(rejoined(&detected, &same, ActivationMode::Otaa), None);
+        let note = rejoined(&detected, &later, ActivationMode::Otaa).unwrap();
+        assert!(note.contains("joined again on the source"), "{note}");
+        assert_eq!(rejoined(&detected, &later, ActivationMode::Abp), None);
+        assert_eq!(
+            rejoined(&json!({}), &later, ActivationMode::Otaa),
+            None,
+            "no state carried"
+        );
     }
 
     #[test]

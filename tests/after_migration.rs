@@ -342,3 +342,345 @@ fn a_gateway_registered_on_the_target_without_its_eui_is_found_by_id_and_another
         .stdout_has("gw-ce    58A0CBFFFE800202  dev-2    unknown: the target's gateway gw-ce has another EUI (0102030405060708)\n")
         .stdout_has("  dev-2  its gateways are not connected to the target");
 }
+
+/// The rows of the three-gateway table, as `gateways` prints them.
+const TABLE: [&str; 4] = [
+    "GATEWAY      EUI               DEVICES              ON THE TARGET",
+    "gw-old-name  58A0CBFFFE800101  dev-1                connected (as gw-moved)",
+    "gw-ce        58A0CBFFFE800202  dev-1, dev-2, dev-4  not registered",
+    "gw-idle      58A0CBFFFE800303  dev-4                registered, not connected",
+];
+
+#[test]
+fn the_summary_stands_above_the_question_before_anything_is_deleted() {
+    let env = three_gateways_and_packet_broker();
+    // No terminal and no --yes: the question cannot be asked, so the run stops there.
+    let run = env
+        .run(&["migrate", "app-1", "--all"])
+        .code(3)
+        .clean_errors()
+        .stderr_says("Gateways that heard 4 devices on The Things Stack Community Edition, cluster eu1, and their state on The Things Stack Cloud")
+        .stderr_says("  dev-3  heard only through Packet Broker")
+        .stderr_says("refusing to change the deployments without confirmation");
+    for row in TABLE {
+        assert!(run.stderr.contains(&format!("{row}\n")), "{row}\n{run:#?}");
+    }
+    assert!(
+        run.stderr.find(TABLE[1]) < run.stderr.find("refusing to change"),
+        "{run:#?}"
+    );
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+
+    // The run itself reads nothing more per device for it: each is detected once, and the
+    // gateway lookups all come before the first delete.
+    let before = env.state.calls().len();
+    env.run(&["migrate", "app-1", "--all", "--yes"]).success();
+    let calls: Vec<String> = env.state.calls()[before..]
+        .iter()
+        .map(|c| c.command.clone())
+        .collect();
+    let first_delete = calls
+        .iter()
+        .position(|c| c == "end-devices delete")
+        .unwrap();
+    let last_lookup = calls
+        .iter()
+        .rposition(|c| c.starts_with("gateways "))
+        .unwrap();
+    assert!(last_lookup < first_delete, "{calls:#?}");
+    assert_eq!(
+        calls.iter().filter(|c| *c == "end-devices get").count(),
+        8,
+        "a detection and an export per device: {calls:#?}"
+    );
+}
+
+#[test]
+fn a_dry_run_prints_the_gateway_summary() {
+    let env = three_gateways_and_packet_broker();
+    let run = env
+        .run(&["migrate", "app-1", "--all", "--dry-run"])
+        .success()
+        .clean_errors()
+        .stdout_has("gateways get --gateway-eui 58A0CBFFFE800101  # ran")
+        // The connection is read, never assumed: gw-idle is registered but not connected.
+        .stdout_has("gateways get-connection-stats gw-idle  # ran: ")
+        .stdout_has("# 3 devices heard by no gateway connected to the target:");
+    for row in TABLE {
+        assert!(
+            run.stdout.contains(&format!("# {row}\n")),
+            "{row}\n{run:#?}"
+        );
+    }
+    assert!(env.writes().is_empty());
+}
+
+#[test]
+fn require_gateways_refuses_the_unheard_devices_before_their_delete() {
+    let env = three_gateways_and_packet_broker();
+    env.run(&[
+        "migrate",
+        "app-1",
+        "--all",
+        "--yes",
+        "--require-gateways",
+        "--work-dir",
+        "w",
+    ])
+    .failure()
+    .clean_errors()
+    .stdout_has("dev-1  OTAA  DevAddr")
+    .stdout_has("dev-2  FAILED (see below)")
+    .stderr_says("dev-3: refused by --require-gateways, nothing was deleted: heard only through Packet Broker")
+    .stderr_says("dev-2: refused by --require-gateways, nothing was deleted: its gateways are not connected to the target: gw-ce (58A0CBFFFE800202) where: on the source next: nothing was changed: connect a gateway that hears the device to the target")
+    .stderr_says("1 migrated, 3 failed");
+    assert!(env.on_cloud("dev-1").is_some());
+    for device in ["dev-2", "dev-3", "dev-4"] {
+        assert!(env.on_ce(device).is_some(), "{device} was deleted");
+        assert!(env.on_cloud(device).is_none(), "{device}");
+    }
+    assert_eq!(env.writes(), ["end-devices delete", "end-devices create"]);
+    // `resume` never runs them without the check: they are not part of the work directory.
+    env.run(&["resume", "w"])
+        .success()
+        .stdout_has("Nothing to resume");
+    assert!(env.on_ce("dev-2").is_some());
+}
+
+#[test]
+fn require_gateways_needs_the_detection() {
+    let env = Env::new().with_profiles();
+    env.run(&["migrate", "app-1", "dev-1", "--otaa", "--require-gateways"])
+        .code(2)
+        .stderr_has("cannot be used with");
+}
+
+/// Every device in `devices` transmits on the target after each ttn-lw-cli call from now on
+/// (an uplink before its import is not heard: the device is not there yet).
+fn transmit_on_the_target(env: &Env, devices: &[&str]) {
+    let now = env.state.commands_started();
+    for call in now..now + 200 {
+        for device in devices {
+            env.state.deliver_after_call(
+                call,
+                CLOUD,
+                APP,
+                device,
+                Traffic::uplink(&[Receiver::gateway("gw-moved", Some(MOVED_EUI))]),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_canary_that_stays_silent_stops_the_run_before_the_rest() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 3);
+    let run = env
+        .run(&[
+            "migrate",
+            "app-1",
+            "dev-1",
+            "dev-2",
+            "dev-3",
+            "--yes",
+            "--canary",
+            "1",
+            "--watch",
+            "1s",
+            "--work-dir",
+            "w",
+        ])
+        .failure()
+        .clean_errors()
+        .stderr_says("Canary: migrating 1 device first (dev-1); the rest (2 devices) waits until the canaries are heard on the target.")
+        .stdout_has("dev-1  silent  since its import at ")
+        .stderr_says("Stopped after the canaries: a canary stayed silent on the target for 1s")
+        .stderr_says("so the rest (2 devices) was not touched: it would go dark the same way")
+        .stderr_says("1 migrated, 0 failed, 0 skipped, 0 conflicts, 2 not started");
+    assert!(env.on_cloud("dev-1").is_some());
+    for device in ["dev-2", "dev-3"] {
+        assert!(env.on_ce(device).is_some() && env.on_cloud(device).is_none());
+    }
+    assert_eq!(env.writes(), ["end-devices delete", "end-devices create"]);
+    // The printed command rolls the canary back.
+    let rollback = run
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Roll the canaries back with: "))
+        .expect("a rollback command");
+    assert!(
+        rollback.starts_with("ttn-session-migrate rollback "),
+        "{rollback}"
+    );
+    assert!(rollback.ends_with("/w dev-1"), "{rollback}");
+    let words = shlex::split(rollback).unwrap();
+    let mut args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    args.push("--yes");
+    env.run(&args).success();
+    assert!(env.on_ce("dev-1").is_some() && env.on_cloud("dev-1").is_none());
+}
+
+#[test]
+fn a_canary_that_is_heard_lets_the_rest_go_on() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 3);
+    transmit_on_the_target(&env, &["dev-1", "dev-2", "dev-3"]);
+    env.run(&[
+        "migrate",
+        "app-1",
+        "dev-1",
+        "dev-2",
+        "dev-3",
+        "--yes",
+        "--canary",
+        "1",
+        "--watch",
+        "20s",
+        "--work-dir",
+        "w",
+    ])
+    .success()
+    .clean_errors()
+    .stderr_has("Canary: every canary was heard on the target; migrating the rest (2 devices).")
+    .stdout_has("dev-1  heard   ")
+    // `--watch` after the whole migration: every device.
+    .stdout_has("3 of 3 heard on the target.");
+    for device in ["dev-1", "dev-2", "dev-3"] {
+        assert!(env.on_cloud(device).is_some() && env.on_ce(device).is_none());
+    }
+    // The canary was heard before the rest was touched.
+    let calls: Vec<String> = env
+        .state
+        .calls()
+        .iter()
+        .map(|c| match c.argv.iter().any(|a| a == "--last-seen-at") {
+            true => "poll".to_string(),
+            false => c.command.clone(),
+        })
+        .collect();
+    let poll = calls.iter().position(|c| c == "poll").unwrap();
+    let deletes: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| *c == "end-devices delete")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(deletes.len(), 3);
+    assert!(deletes[0] < poll && poll < deletes[1], "{calls:#?}");
+}
+
+#[test]
+fn migrate_watch_runs_the_watch_after_the_migration() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 2);
+    transmit_on_the_target(&env, &["dev-1"]);
+    env.run(&[
+        "migrate", "app-1", "dev-1", "dev-2", "--yes", "--watch", "1s",
+    ])
+    .failure()
+    .stderr_has("2 migrated, 0 failed")
+    .stdout_has("dev-1  heard   ")
+    .stdout_has("dev-2  silent  since its import at ")
+    .stdout_has("1 of 2 heard on the target; 1 silent after 1s.");
+}
+
+#[test]
+fn a_canary_that_is_not_migrated_stops_the_run_without_waiting() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-no-mac-state", "dev-1");
+    env.seed_ce("abp-eu1", "dev-2");
+    let started = std::time::Instant::now();
+    let run = env
+        .run(&[
+            "migrate", "app-1", "dev-1", "dev-2", "--yes", "--canary", "1", "--watch", "10m",
+        ])
+        .failure()
+        .clean_errors()
+        .stderr_says("Stopped after the canaries: the canary dev-1 was not migrated (see above), so the rest (1 device) was not touched.");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "it waited"
+    );
+    assert!(!run.stderr.contains("Roll the canaries back"), "{run:#?}");
+    assert!(env.on_ce("dev-1").is_some() && env.on_ce("dev-2").is_some());
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+/// Waits until a ttn-lw-cli process of this environment runs with all of `words`.
+fn wait_for_ttn_lw_cli(env: &Env, words: &[&str]) {
+    let marker = env.profiles_dir().display().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let running = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|raw| {
+                raw.split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .any(|argv| {
+                argv.first().is_some_and(|a| a.ends_with("ttn-lw-cli"))
+                    && argv.iter().any(|a| a.contains(&marker))
+                    && words.iter().all(|w| argv.iter().any(|a| a == w))
+            });
+        if running {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("no ttn-lw-cli process ran {words:?}");
+}
+
+#[test]
+fn ctrl_c_during_the_canaries_keeps_the_rest_from_starting_even_when_they_are_heard() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 2);
+    transmit_on_the_target(&env, &["dev-1", "dev-2"]);
+    env.state
+        .set_command_latency_ms("end-devices create", 1_500);
+    let child = env
+        .cmd()
+        .args(&[
+            "migrate", "app-1", "dev-1", "dev-2", "--yes", "--canary", "1", "--watch", "20s",
+        ])
+        .spawn();
+    wait_for_ttn_lw_cli(&env, &["end-devices", "create"]);
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Interrupted (130), whatever else the run says.
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        common::words(&stderr).contains("Stopped after the canaries: stopped by a signal, so the rest (1 device) was not touched."),
+        "{stderr}"
+    );
+    assert!(
+        env.on_cloud("dev-1").is_some(),
+        "the canary in flight finished"
+    );
+    assert!(env.on_ce("dev-2").is_some() && env.on_cloud("dev-2").is_none());
+}
+
+#[test]
+fn require_gateways_refuses_a_device_whose_gateways_cannot_be_read() {
+    let env = Env::new().with_profiles();
+    let mut device = DoubleState::fixture("otaa-nam1");
+    device["ids"]["device_id"] = "far-1".into();
+    device["ids"]["application_ids"]["application_id"] = APP.into();
+    env.state.put_device(CE, &device);
+    env.run(&["migrate", "app-1", "far-1", "--yes", "--require-gateways"])
+        .failure()
+        .clean_errors()
+        .stdout_has("far-1  FAILED (see below)")
+        .stderr_says("far-1: refused by --require-gateways, nothing was deleted: its gateways could not be read (the device is registered on nam1.cloud.thethings.network");
+    assert!(env.on_ce("far-1").is_some());
+    assert!(env.writes().is_empty());
+}

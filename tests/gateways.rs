@@ -33,8 +33,8 @@ fn a_devaddr_inside_the_target_prefixes_gives_no_warning() {
     );
     env.seed_ce("otaa-eu1", "dev-1");
     let run = env.run(&["migrate", "app-1", "dev-1", "--yes"]).success();
-    assert!(!run.stderr.contains("Gateways"), "{run:#?}");
-    assert!(!run.stdout.contains("Gateways"), "{run:#?}");
+    assert!(!run.stderr.contains("Gateways:"), "{run:#?}");
+    assert!(!run.stdout.contains("Gateways:"), "{run:#?}");
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn gateways_migrated_acknowledges_the_warning() {
     let run = env
         .run(&["migrate", "app-1", "dev-1", "--yes", "--gateways-migrated"])
         .success();
-    assert!(!run.stderr.contains("Gateways"), "{run:#?}");
+    assert!(!run.stderr.contains("Gateways:"), "{run:#?}");
     assert!(!env
         .state
         .calls()

@@ -188,10 +188,15 @@ fn a_dry_run_changes_nothing_and_prints_what_the_real_run_does() {
 
     // The same lines with their files: the device's section of the dry run against the
     // commands the real run journaled, and every file named there was written.
+    // The detection ran before the question; the section names it where the run used it.
     let section: Vec<&str> = dry
         .stdout
         .lines()
         .skip_while(|l| *l != "# device dev-1")
+        .map(|l| {
+            l.strip_prefix("# answered by the read before the question: ")
+                .unwrap_or(l)
+        })
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| l.split("  # ").next().unwrap())
         .collect();

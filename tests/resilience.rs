@@ -198,6 +198,18 @@ fn matrix_case(step: Step, kind: FaultKind) {
         }
         _ => Some(env.run(&args)),
     };
+    // Killed during the detection, which runs before the question: no work directory was
+    // made, and the device was never touched.
+    if matches!((step, kind), (Step::Detect, FaultKind::Kill)) && !work.exists() {
+        assert_eq!(
+            env.on_ce("dev-1").as_ref(),
+            Some(&seeded),
+            "changed on the source"
+        );
+        assert!(env.on_cloud("dev-1").is_none());
+        assert!(env.writes().is_empty(), "{:?}", env.writes());
+        return;
+    }
     let asked_for_resume = first
         .as_ref()
         .is_none_or(|run| run.stderr.contains("Continue with:"));

@@ -69,6 +69,26 @@ pub fn before_first_delete(
     )))
 }
 
+/// `--otaa`/`--abp` skip the detection call: say what stays behind (printed with `--yes` too; not with `--quiet`).
+pub fn warn_without_detection(mode: crate::device::ActivationMode, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let flag = match mode {
+        crate::device::ActivationMode::Otaa => "--otaa",
+        crate::device::ActivationMode::Abp => "--abp",
+    };
+    eprintln!(
+        "{}",
+        warning_text(&format!(
+            "{flag} skips the detection call, so only the documented export's fields travel: \
+             class B/C support, attributes, the device model (version_ids), payload formatters, \
+             labels and the Join Server's nonce state stay behind, and no gateway summary is \
+             shown. Leave {flag} out to carry the whole device (one more read per device)."
+        ))
+    );
+}
+
 /// The warning above the confirmation (printed with `--yes` too; not with `--quiet`).
 pub fn warn_before_confirmation(gateways: Option<&GatewayCheck>, devices: usize, quiet: bool) {
     if devices == 0 || quiet {

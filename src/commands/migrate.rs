@@ -9,6 +9,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
+use super::canary::Canary;
+use super::watch::WatchOptions;
 use super::{retry_policy, Context};
 use crate::batch::{self, Batch};
 use crate::cli::{MigrateArgs, ResumeArgs, RollbackArgs};
@@ -16,13 +18,14 @@ use crate::device::{validate_id, ActivationMode};
 use crate::exit::{refused, usage, Exit, ResultExt as _};
 use crate::journal::{Manifest, WorkDir};
 use crate::lifecycle::Goal;
-use crate::outcome::{count, DeviceReport};
+use crate::outcome::{count, DeviceReport, Outcome};
 use crate::output::{self, outln, Activity};
 use crate::plan::Migration;
 use crate::report::Destination;
 use crate::runner::position_of;
 use crate::selection::{self, Selection, MAX_PAGE_SIZE};
 use crate::status;
+use crate::survey::{self, Prefetched};
 
 /// The `--jobs` of a resume whose migration did not record one.
 const DEFAULT_JOBS: u32 = 4;
@@ -55,6 +58,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
         return Err(usage("the source and the target are the same application on the same deployment; check --from, --to and --to-application"));
     }
     let cli = context.ttn_lw_cli(Some(&args.calls)).or_refused()?;
+    let cli_version = cli.version().or_refused()?;
     let migration = Migration {
         source,
         target,
@@ -66,6 +70,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
             _ => None,
         },
         freeze_downlinks: args.freeze_downlinks,
+        cli_version,
     };
     let page_size = args.page_size as usize;
     if args.dry_run {
@@ -144,17 +149,49 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
             &conflicts,
             &work_path,
             Goal::Migrate,
+            match args.require_gateways {
+                true => batch::Survey::RequireGateways,
+                false => batch::Survey::Gateways,
+            },
         );
         super::checks::print_dry_run_gateways(gateways.as_ref(), &exported(&reports));
         batch::write_report(report.as_ref(), &reports)?;
         return Ok(batch::finish_dry_run(&reports, Goal::Migrate));
     }
-    let (mut reports, to_run) = batch::split_conflicts(&devices, &conflicts, &migration);
+    let (mut reports, mut to_run) = batch::split_conflicts(&devices, &conflicts, &migration);
     for report in &reports {
         output::out_line(&output::device_line(report));
     }
+    // The detections, before the question: the gateway summary above it, and the run reuses
+    // them. `--otaa`/`--abp` skip the detection, and with it the fields beyond the export.
+    // (`--freeze-downlinks` detects anyway, to restore the setting.)
+    if let (Some(mode), false, false) = (
+        migration.mode,
+        migration.freeze_downlinks,
+        to_run.is_empty(),
+    ) {
+        super::checks::warn_without_detection(mode, context.cli.quiet);
+    }
+    let survey = (survey::wanted(&migration) && !to_run.is_empty())
+        .then(|| survey::survey(&cli, &migration, &to_run, args.jobs));
+    if let Some(survey) = &survey {
+        let summary = survey.summary(&cli, &migration.target.path);
+        if !context.cli.quiet {
+            crate::terminal::eprint_wrapped(&survey::headline(&migration, survey));
+            eprintln!("{}", summary.render());
+        }
+        if args.require_gateways {
+            let refused = survey.refusals(&summary);
+            to_run.retain(|device| !refused.iter().any(|(d, _)| d == device));
+            for (device, reason) in &refused {
+                let report = survey::refused(&migration, device, reason);
+                output::out_line(&output::device_line(&report));
+                reports.push(report);
+            }
+        }
+    }
     if to_run.is_empty() {
-        // Every device is a conflict: nothing to do, nothing changed.
+        // Every device is a conflict or refused: nothing to do, nothing changed.
         let exit = batch::finish(&reports, &work_path, Goal::Migrate);
         batch::write_report(report.as_ref(), &reports)?;
         return Ok(exit);
@@ -166,7 +203,14 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
 
     // Run.
     let work = WorkDir::create(&work_path).or_refused()?;
-    let mut manifest = migration.manifest(&devices);
+    // Devices refused before the question stay out of the work directory: `resume` never runs
+    // them without the gateway check.
+    let recorded: Vec<String> = devices
+        .iter()
+        .filter(|d| to_run.contains(d) || conflicts.contains(*d))
+        .cloned()
+        .collect();
+    let mut manifest = migration.manifest(&recorded);
     manifest.jobs = Some(args.jobs);
     work.write_manifest(&manifest).or_refused()?;
     if !context.cli.quiet {
@@ -183,13 +227,64 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
     };
-    reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
+    let calls = Prefetched {
+        inner: &cli,
+        survey: survey.as_ref(),
+        echo: false,
+    };
+    let canary = match (args.canary, args.watch) {
+        (Some(count), Some(watch)) => {
+            let (ran, canary) = super::canary::run(
+                context,
+                &calls,
+                &migration,
+                &work,
+                &to_run,
+                &batch,
+                count as usize,
+                watch,
+            )?;
+            reports.extend(ran);
+            canary
+        }
+        _ => {
+            reports.extend(batch::run(&calls, &migration, &work, &to_run, &batch));
+            Canary::WentOn
+        }
+    };
 
     // Report.
     let exit = batch::finish(&reports, work.path(), Goal::Migrate);
     super::checks::warn_after_run(gateways.as_ref(), &reports, context.cli.quiet);
     batch::write_report(report.as_ref(), &reports)?;
-    Ok(exit)
+    if let Canary::Stopped { why, rollback } = canary {
+        let mut text = format!("\nStopped after the canaries: {why}.");
+        if let Some(rollback) = rollback {
+            text.push_str(&format!("\nRoll the canaries back with: {rollback}"));
+        }
+        text.push_str(&format!(
+            "\nOr connect the gateways to the target and continue with: {}",
+            batch::resume_command(work.path())
+        ));
+        crate::terminal::eprint_wrapped(&text);
+        return Ok(match exit {
+            Exit::Done => Exit::Failed,
+            other => other,
+        });
+    }
+
+    // Heard on the target.
+    let heard = match args.watch {
+        Some(watch) if reports.iter().any(|r| r.outcome == Outcome::Migrated) => {
+            eprintln!();
+            super::watch::watch_work_dir(context, &work, &WatchOptions::for_duration(watch))?
+        }
+        _ => true,
+    };
+    Ok(match (exit, heard) {
+        (Exit::Done, false) => Exit::Failed,
+        (exit, _) => exit,
+    })
 }
 
 pub fn resume(context: &Context, args: &ResumeArgs) -> Result<Exit> {
@@ -257,6 +352,7 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<Exit> {
             &conflicts,
             work.path(),
             Goal::Migrate,
+            batch::Survey::None,
         );
         batch::write_report(report.as_ref(), &reports)?;
         return Ok(batch::finish_dry_run(&reports, Goal::Migrate));
@@ -324,6 +420,7 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<Exit> {
             &BTreeSet::new(),
             work.path(),
             Goal::Rollback,
+            batch::Survey::None,
         );
         return Ok(batch::finish_dry_run(&reports, Goal::Rollback));
     }
@@ -402,6 +499,7 @@ pub fn recorded_migration(context: &Context, manifest: &Manifest) -> Result<Migr
                 )
             })
     };
+    let cli_version = context.ttn_lw_cli(None)?.version()?;
     Ok(Migration {
         source: resolve("source", &manifest.source)?,
         target: resolve("target", &manifest.target)?,
@@ -409,5 +507,6 @@ pub fn recorded_migration(context: &Context, manifest: &Manifest) -> Result<Migr
         target_application_id: manifest.target_application_id.clone(),
         mode: manifest.mode,
         freeze_downlinks: manifest.freeze_downlinks,
+        cli_version,
     })
 }

@@ -1,5 +1,6 @@
 //! One function per sub-command. Each returns its exit status ([`crate::exit`]).
 
+mod canary;
 mod checks;
 mod doctor;
 mod gateways;

@@ -30,7 +30,6 @@ pub struct WatchOptions {
 
 impl WatchOptions {
     /// `migrate --watch DURATION`: the defaults of `watch`, no report file.
-    #[allow(dead_code)] // called by `migrate --watch` once the runner is rewritten
     pub fn for_duration(timeout: Duration) -> WatchOptions {
         WatchOptions {
             timeout,

@@ -276,6 +276,10 @@ pub struct Record {
     pub schedule_downlinks_before: Option<Option<bool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// `delete-started`: the target had no device with this ID just before (checked with a
+    /// `get`). A device found there later, half-created, is then this migration's leftover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_free: Option<bool>,
 }
 
 impl Record {
@@ -289,6 +293,7 @@ impl Record {
             file: None,
             schedule_downlinks_before: None,
             detail: None,
+            target_free: None,
         }
     }
 
@@ -475,6 +480,13 @@ impl Journal {
             }
         }
         maybe
+    }
+
+    /// Whether the target had no device with this ID before this migration's last delete from
+    /// the source, so that what an import left there is this migration's.
+    pub fn target_was_free(&self) -> bool {
+        self.last(Step::DeleteStarted)
+            .is_some_and(|r| r.target_free == Some(true))
     }
 
     /// The file the last record of `step` wrote, as a path.

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::device::{session_differences, ActivationMode, DeviceExport};
+use crate::device::{
+    registry_errors, session_differences, ActivationMode, DeviceExport, ExportProblem, Server,
+};
 use crate::interrupt::Interrupt;
 use crate::journal::{write_durably, Journal, Record, WorkDir};
 use crate::lifecycle::{
@@ -157,6 +159,49 @@ impl Failure {
         self.halt = Halt::Stuck;
         self
     }
+
+    /// A `get` that exited 0 while one of `servers` logged an ERROR line: its answer lacks
+    /// that server's fields and must not be read. Retried when every such server was
+    /// unavailable or rate limited; refused otherwise.
+    fn servers_failed(stderr: &str, servers: &[Server], what: &str) -> Result<(), Failure> {
+        let failed: Vec<_> = registry_errors(stderr)
+            .into_iter()
+            .filter(|e| servers.contains(&e.server))
+            .collect();
+        let Some(first) = failed.first() else {
+            return Ok(());
+        };
+        let transient = failed.iter().all(|e| e.transient());
+        Err(Failure {
+            error: format!(
+                "could not {what}: the {} failed inside `end-devices get` ({}), so its answer is incomplete{}",
+                first.server,
+                first.error,
+                if transient { "; retrying" } else { "; nothing was taken from it" }
+            ),
+            transient,
+            halt: Halt::Failed,
+        })
+    }
+}
+
+/// Which servers of a deployment hold a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presence {
+    /// Not even the Identity Server.
+    Absent,
+    /// Every server that was asked.
+    Whole,
+    /// The Identity Server and some others; these lack it.
+    Partial(Vec<Server>),
+}
+
+fn servers_list(servers: &[Server]) -> String {
+    servers
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl From<anyhow::Error> for Failure {
@@ -371,6 +416,7 @@ impl Runner<'_> {
             Action::Validate => self.validate(run),
             Action::Delete => self.delete(run),
             Action::ConfirmDelete => self.confirm_delete(run),
+            Action::FinishDelete => self.finish_delete(run),
             Action::Import => self.import(run),
             Action::ConfirmImport => self.confirm_import(run),
             Action::Verify => self.verify(run),
@@ -393,6 +439,31 @@ impl Runner<'_> {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Failure::call(&e, "tell whether the device exists")),
         }
+    }
+
+    /// Asks one field of every server (`plan::presence_on_*`): which hold the device? A
+    /// server that failed otherwise than not-found gives no answer.
+    fn presence(&self, invocation: &Invocation) -> Result<Presence, Failure> {
+        let output = match self.calls.run(invocation) {
+            Ok(output) => output,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(Presence::Absent),
+            Err(e) => return Err(Failure::call(&e, "tell which servers hold the device")),
+        };
+        let errors = registry_errors(&output.stderr);
+        if let Some(e) = errors.iter().find(|e| !e.device_absent()) {
+            return Err(Failure {
+                error: format!(
+                    "could not tell which servers hold the device: the {e}; retry with `resume`"
+                ),
+                transient: e.transient(),
+                halt: Halt::Failed,
+            });
+        }
+        let missing: Vec<Server> = errors.iter().map(|e| e.server).collect();
+        Ok(match missing.is_empty() {
+            true => Presence::Whole,
+            false => Presence::Partial(missing),
+        })
     }
 
     fn mode(&self, run: &DeviceRun) -> ActivationMode {
@@ -420,6 +491,13 @@ impl Runner<'_> {
                 "export refused, nothing was deleted: {problem}"
             )));
         }
+        // `supports_join` comes from the Network Server: without its answer an OTAA device
+        // would look ABP (real-cli-audit.md D3). The AS and JS serve only extra fields.
+        Failure::servers_failed(
+            &output.stderr,
+            &[Server::Network, Server::Identity],
+            "detect the activation mode",
+        )?;
         let mode = self.migration.mode.unwrap_or(ActivationMode::of(&doc));
         run.report.mode = Some(mode);
         self.progress.note(&run.report.device_id, &mode.to_string());
@@ -475,6 +553,21 @@ impl Runner<'_> {
                 });
             }
         };
+        // A server that was unavailable or rate limited inside the `get`: ask again. Other
+        // server failures are refused by the validation, which names them.
+        let busy: Vec<_> = registry_errors(&output.stderr)
+            .into_iter()
+            .filter(|e| e.transient())
+            .collect();
+        if let Some(first) = busy.first() {
+            return Err(Failure {
+                error: format!(
+                    "could not export the device: the {first}; the export is incomplete, retrying"
+                ),
+                transient: true,
+                halt: Halt::Failed,
+            });
+        }
         self.files
             .write(&file, &output.stdout)
             .map_err(|e| Failure::new(format!("{e:#}; nothing was deleted")))?;
@@ -508,6 +601,14 @@ impl Runner<'_> {
                     .validate(self.mode(run), &stderr)
                     .map(|()| export)
                     .map_err(|problem| {
+                        let problem = match (&problem, self.migration.mode) {
+                            (ExportProblem::WrongMode { given, actual }, None) => format!(
+                                "the device was detected as {given}, but its export says {actual}; \
+                                 the detection read an incomplete answer. Run `resume` to detect \
+                                 it again"
+                            ),
+                            _ => problem.to_string(),
+                        };
                         Failure::new(format!("export refused, nothing was deleted: {problem}"))
                     })
             });
@@ -579,10 +680,23 @@ impl Runner<'_> {
     }
 
     fn delete(&self, run: &mut DeviceRun) -> Result<(), Failure> {
-        let delete = self.migration.delete(&run.device());
+        let device = run.device();
+        // Before anything is deleted: a device with this ID on the target would refuse the
+        // import. Its absence is recorded: what an import leaves there later is ours.
+        if self.exists(&self.migration.exists_on_target(&device))? {
+            let failure = Failure::new(format!(
+                "the target already has a device `{device}` in application `{}`; nothing was \
+                 deleted. If it is a leftover of an earlier migration, that migration's \
+                 `rollback` removes it; else remove it in the Console, then `resume`",
+                self.migration.target_application_id
+            ));
+            return Err(self.unfreeze_after(run, failure));
+        }
+        let delete = self.migration.delete(&device);
         let line = self.render(&delete);
-        run.journal
-            .append(Record::new(Step::DeleteStarted).command(line.clone(), None))?;
+        let mut started = Record::new(Step::DeleteStarted).command(line.clone(), None);
+        started.target_free = Some(true);
+        run.journal.append(started)?;
         run.delete_started = Some(Instant::now());
         match self.calls.run(&delete) {
             Ok(_) => run
@@ -599,31 +713,90 @@ impl Runner<'_> {
             Err(e) if e.kind.is_transient() => {
                 return Err(Failure::call(&e, "delete the device from the source"))
             }
+            // `delete` runs AS, NS, JS, IS and stops at the first that fails: the servers
+            // before it may have deleted the device (real-cli-audit.md D5). Ask every one.
             Err(e) => {
-                run.journal.append(
-                    Record::new(Step::DeleteRefused)
-                        .command(line, e.exit_code)
-                        .detail(e.detail.clone()),
-                )?;
-                return Err(self
-                    .unfreeze_after(run, Failure::call(&e, "delete the device from the source")));
+                let presence =
+                    self.presence(&self.migration.presence_on_source(&device, self.mode(run)))?;
+                match presence {
+                    Presence::Whole => {
+                        run.journal.append(
+                            Record::new(Step::DeleteRefused)
+                                .command(line, e.exit_code)
+                                .detail(e.detail.clone()),
+                        )?;
+                        return Err(self.unfreeze_after(
+                            run,
+                            Failure::call(&e, "delete the device from the source"),
+                        ));
+                    }
+                    Presence::Absent => run.journal.append(
+                        Record::new(Step::DeletedFromSource)
+                            .command(line, e.exit_code)
+                            .detail(format!("{}; confirmed absent from the source", e.detail)),
+                    )?,
+                    // Finished by the next action.
+                    Presence::Partial(missing) => run.journal.append(
+                        Record::new(Step::DeleteIncomplete)
+                            .command(line, e.exit_code)
+                            .detail(format!(
+                                "{}; deleted from the {} only",
+                                e.detail,
+                                servers_list(&missing)
+                            )),
+                    )?,
+                }
             }
         }
         Ok(())
     }
 
-    /// An unanswered delete: is the device still on the source?
+    /// An unanswered delete: which servers of the source still hold the device?
     fn confirm_delete(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let device = run.device();
-        if self.exists(&self.migration.exists_on_source(&device))? {
+        let presence =
+            self.presence(&self.migration.presence_on_source(&device, self.mode(run)))?;
+        let record = match presence {
             // Still there: a new attempt starts from a fresh export.
-            run.journal.append(
-                Record::new(Step::DeleteRefused).detail("the device is still on the source"),
-            )?;
-        } else {
-            run.journal.append(
-                Record::new(Step::DeletedFromSource).detail("confirmed absent from the source"),
-            )?;
+            Presence::Whole => {
+                Record::new(Step::DeleteRefused).detail("the device is still on the source")
+            }
+            Presence::Absent => {
+                Record::new(Step::DeletedFromSource).detail("confirmed absent from the source")
+            }
+            Presence::Partial(missing) => Record::new(Step::DeleteIncomplete).detail(format!(
+                "the {} no longer hold the device, the other servers of the source do",
+                servers_list(&missing)
+            )),
+        };
+        run.journal.append(record)?;
+        Ok(())
+    }
+
+    /// A half-deleted device: delete the rest (the CLI skips the servers that lack it).
+    fn finish_delete(&self, run: &mut DeviceRun) -> Result<(), Failure> {
+        let delete = self.migration.delete(&run.device());
+        let line = self.render(&delete);
+        match self.calls.run(&delete) {
+            Ok(_) => run.journal.append(
+                Record::new(Step::DeletedFromSource)
+                    .command(line, Some(0))
+                    .detail("finished the delete of a half-deleted device"),
+            )?,
+            Err(e) if e.kind == ErrorKind::NotFound => run.journal.append(
+                Record::new(Step::DeletedFromSource)
+                    .command(line, e.exit_code)
+                    .detail("already absent from the source"),
+            )?,
+            Err(e) => {
+                let mut failure = Failure::call(
+                    &e,
+                    "finish deleting the half-deleted device from the source (its saved export is \
+                     whole; `resume` tries again)",
+                );
+                failure.halt = Halt::Stuck;
+                return Err(failure);
+            }
         }
         Ok(())
     }
@@ -658,18 +831,13 @@ impl Runner<'_> {
                 Ok(())
             }
             Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                // Ours from an earlier attempt, or somebody else's device?
-                let read = self.migration.read_target(&run.device(), self.mode(run));
-                let ours = match self.read_session(&read)? {
-                    Some(found) => self.differences(run, &import_file, &found)?.is_empty(),
-                    None => false,
-                };
-                if ours {
-                    run.journal.append(
-                        Record::new(Step::Imported)
-                            .command(line, e.exit_code)
-                            .detail("the target already holds this session"),
-                    )?;
+                // Ours from an earlier attempt (whole, or half-created), or somebody else's?
+                self.settle_target(run, &import_file)?;
+                if run.journal.position().place == Place::Imported {
+                    return Ok(());
+                }
+                if run.journal.position().place == Place::ExportOnly {
+                    // Our half-created leftover was removed: `next` imports again.
                     return Ok(());
                 }
                 run.journal.append(
@@ -678,12 +846,22 @@ impl Runner<'_> {
                         .detail(e.detail.clone()),
                 )?;
                 Err(Failure::new(format!(
-                    "the target already has a device with this ID or these EUIs ({})",
+                    "the target already has a device with this ID or these EUIs ({}); it was not \
+                     created by this migration and is left alone",
                     e.detail
                 )))
             }
             Err(e) if e.kind.is_transient() => {
                 Err(Failure::call(&e, "import the device into the target"))
+            }
+            // No error the servers give for a refusal: the answer may be lost. Ask the target
+            // before anything else happens.
+            Err(e) if e.kind == ErrorKind::Other => {
+                self.confirm_import(run)?;
+                match run.journal.position().place {
+                    Place::Imported => Ok(()),
+                    _ => Err(Failure::call(&e, "import the device into the target")),
+                }
             }
             Err(e) => {
                 run.journal.append(
@@ -698,17 +876,83 @@ impl Runner<'_> {
 
     /// An unanswered import: ask the target.
     fn confirm_import(&self, run: &mut DeviceRun) -> Result<(), Failure> {
-        if self.exists(&self.migration.exists_on_target(&run.device()))? {
-            run.journal.append(
-                Record::new(Step::Imported)
-                    .detail("found on the target after an unanswered import"),
-            )?;
-        } else {
-            run.journal.append(
-                Record::new(Step::ImportRefused).detail("confirmed absent from the target"),
-            )?;
+        let import_file = run.file(Step::ImportStarted, "import document")?;
+        let another = self.settle_target(run, &import_file)?;
+        if run.journal.position().place == Place::MaybeImported {
+            run.journal
+                .append(Record::new(Step::ImportRefused).detail(match another {
+                    true => "the target holds another device with this ID, not ours; left alone",
+                    false => "confirmed absent from the target",
+                }))?;
         }
         Ok(())
+    }
+
+    /// After an import that may have reached the target: which of its servers hold the device,
+    /// and is it ours? Records `imported` for our whole device; deletes our half-created one
+    /// (the journal says the target had none before this migration's delete) and records
+    /// `import-refused`; records nothing when the target has no such device, or another's
+    /// (then it answers `true`).
+    fn settle_target(&self, run: &mut DeviceRun, import_file: &Path) -> Result<bool, Failure> {
+        let device = run.device();
+        let mode = self.mode(run);
+        match self.presence(&self.migration.presence_on_target(&device, mode))? {
+            Presence::Absent => Ok(false),
+            // The target had no such device before this migration's delete: a whole one now is
+            // our import (verification compares its session next).
+            Presence::Whole if run.journal.target_was_free() => {
+                run.journal.append(
+                    Record::new(Step::Imported).detail("found on the target after an import"),
+                )?;
+                Ok(false)
+            }
+            Presence::Whole => {
+                let found = self.read_session(&self.migration.read_target(&device, mode))?;
+                let ours = match &found {
+                    Some(found) => self.differences(run, import_file, found)?.is_empty(),
+                    None => false,
+                };
+                if ours {
+                    run.journal.append(
+                        Record::new(Step::Imported)
+                            .detail("found on the target with this session after an import"),
+                    )?;
+                }
+                Ok(!ours)
+            }
+            Presence::Partial(missing) if run.journal.target_was_free() => {
+                // A `create` stopped between two servers (killed at the timeout): the IS
+                // record and maybe more. Delete it and create it again.
+                let delete = self.migration.delete_on_target(&device);
+                match self.calls.run(&delete) {
+                    Ok(_) => {}
+                    Err(e) if e.kind == ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Failure::call(
+                            &e,
+                            "delete the half-created device from the target",
+                        ))
+                    }
+                }
+                run.journal.append(
+                    Record::new(Step::ImportRefused)
+                        .command(self.render(&delete), Some(0))
+                        .detail(format!(
+                            "this migration's import left the device half-created on the \
+                             target (missing from the {}); deleted it there",
+                            servers_list(&missing)
+                        )),
+                )?;
+                Ok(false)
+            }
+            Presence::Partial(missing) => Err(Failure::new(format!(
+                "the target holds a half-created device `{device}` (missing from the {}) that \
+                 this migration cannot tell it created; it is left alone. Remove it in the \
+                 Console, then `resume`",
+                servers_list(&missing)
+            ))
+            .stuck()),
+        }
     }
 
     /// Compares the target's session with the import document: `create`'s answer when there is
@@ -766,15 +1010,30 @@ impl Runner<'_> {
     }
 
     /// `get` with the session; `None` when the device is not there.
+    /// A server that failed inside the `get` (rate limited, unavailable, or lacking the device)
+    /// makes the answer incomplete: it is retried or refused, never compared, so that an
+    /// incomplete answer never makes a device "not ours".
     fn read_session(&self, invocation: &Invocation) -> Result<Option<Value>, Failure> {
         match self.calls.run(invocation) {
-            Ok(output) => serde_json::from_slice(&output.stdout)
-                .map(Some)
-                .map_err(|e| {
-                    Failure::new(format!(
-                        "ttn-lw-cli printed something that is not JSON ({e})"
-                    ))
-                }),
+            Ok(output) => Failure::servers_failed(
+                &output.stderr,
+                &[
+                    Server::Identity,
+                    Server::Network,
+                    Server::Application,
+                    Server::Join,
+                ],
+                "read the device's session back",
+            )
+            .and_then(|()| {
+                serde_json::from_slice(&output.stdout)
+                    .map(Some)
+                    .map_err(|e| {
+                        Failure::new(format!(
+                            "ttn-lw-cli printed something that is not JSON ({e})"
+                        ))
+                    })
+            }),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Failure::call(&e, "read the device back")),
         }
@@ -790,16 +1049,48 @@ impl Runner<'_> {
             ))
         })?;
         let export = DeviceExport::parse(bytes)?;
-        let doc = self
+        let mut doc = self
             .migration
             .rewrite_for_source(run.journal.schedule_downlinks_before())
             .apply(&export.doc);
+        // A device that lived on the target since the import has advanced frame counters
+        // there: the source gets that session back, not the stale export (which the device
+        // would answer with counters the source takes for replays).
+        let mut record = Record::new(Step::RollbackStarted);
+        if let Some(current) = self.our_device_on_target(run)? {
+            for field in ["session", "mac_state"] {
+                if let Some(value) = current.get(field) {
+                    if let Some(map) = doc.as_object_mut() {
+                        map.insert(field.to_string(), value.clone());
+                    }
+                }
+            }
+            record = record.detail("with the session as the target holds it now");
+        }
         let name = numbered("rollback", run.journal.count(Step::RollbackStarted) + 1);
         self.files
             .write(&run.journal.dir().join(&name), &pretty(&doc))?;
-        run.journal
-            .append(Record::new(Step::RollbackStarted).file(&name))?;
+        run.journal.append(record.file(&name))?;
         Ok(())
+    }
+
+    /// The target's device when it is ours (the session's identity equals the import's), as
+    /// read now.
+    fn our_device_on_target(&self, run: &DeviceRun) -> Result<Option<Value>, Failure> {
+        if !run.journal.may_be_on_target() {
+            return Ok(None);
+        }
+        let Some(import_file) = run.journal.file_of(Step::ImportStarted) else {
+            return Ok(None);
+        };
+        let read = self.migration.read_target(&run.device(), self.mode(run));
+        let Some(found) = self.read_session(&read)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .differences(run, &import_file, &found)?
+            .is_empty()
+            .then_some(found))
     }
 
     /// Re-creates the device on the source from the saved export.
@@ -857,14 +1148,19 @@ impl Runner<'_> {
                 run.journal.append(
                     Record::new(Step::DeletedFromTarget).command(self.render(&delete), Some(0)),
                 )?;
-            } else {
-                let detail = if found.is_some() {
-                    "a different device with this ID is on the target; left alone"
-                } else {
-                    "not on the target"
-                };
+            } else if found.is_some() {
+                // Not ours: never touched. The device is back on the source; the run fails so
+                // that the operator looks at the target.
+                let detail = "a different device with this ID is on the target (another session); left alone";
                 run.journal
                     .append(Record::new(Step::DeletedFromTarget).detail(detail))?;
+                run.journal.append(Record::new(Step::RolledBack))?;
+                return Err(Failure::new(format!(
+                    "the device is back on the source, but {detail}: check it in the Console"
+                )));
+            } else {
+                run.journal
+                    .append(Record::new(Step::DeletedFromTarget).detail("not on the target"))?;
             }
         }
         run.journal.append(Record::new(Step::RolledBack))?;
@@ -1149,7 +1445,7 @@ mod tests {
             | Place::Exported
             | Place::Validated
             | Place::RolledBack => on_source && !on_target,
-            Place::MaybeDeleted => !on_target,
+            Place::MaybeDeleted | Place::PartlyDeleted => !on_target,
             Place::ExportOnly => !on_source && !on_target,
             Place::MaybeImported => !on_source,
             Place::Imported | Place::Migrated => on_target && !on_source,
@@ -1159,13 +1455,14 @@ mod tests {
     }
 
     #[test]
-    fn a_clean_run_migrates_with_four_calls() {
+    fn a_clean_run_migrates_with_five_calls() {
         let case = Case::new(&[], false);
         let (report, position) = case.run(Goal::Migrate, true);
         assert_eq!(report.outcome, Outcome::Migrated, "{report:?}");
         assert_eq!(position.place, Place::Migrated);
         assert_eq!(case.whereabouts(), (false, true));
-        assert_eq!(case.calls(), 4);
+        // Detect, export, is the target free, delete, create.
+        assert_eq!(case.calls(), 5);
         let labels: Vec<&str> = report.steps.iter().map(|s| s.step).collect();
         assert_eq!(
             labels,
@@ -1289,8 +1586,8 @@ mod tests {
         let (report, position) = case.run(Goal::Rollback, false);
         assert_eq!(report.outcome, Outcome::RolledBack);
         assert_eq!(position.place, Place::RolledBack);
-        // Re-create, read the target back, delete it there.
-        assert_eq!(case.calls() - before, 3);
+        // Read the target's current session, re-create, read the target back, delete it there.
+        assert_eq!(case.calls() - before, 4);
         let labels: Vec<&str> = report.steps.iter().map(|s| s.step).collect();
         assert_eq!(labels, ["roll back"]);
     }
@@ -1322,8 +1619,9 @@ mod tests {
     /// not found. The device is on the target, and the journal says so.
     #[test]
     fn a_not_found_read_back_after_a_confirmed_import_stays_on_the_target() {
-        // Calls: detect 0, export 1, delete 2, create 3 (lost), confirm 4, read-back 5.
-        let case = Case::new(&[(3, Fault::LostAnswer), (5, Fault::NotFound)], false);
+        // Calls: detect 0, export 1, target free? 2, delete 3, create 4 (lost), confirm 5,
+        // read-back 6.
+        let case = Case::new(&[(4, Fault::LostAnswer), (6, Fault::NotFound)], false);
         let (first, position) = case.run(Goal::Migrate, true);
         assert_eq!(first.outcome, Outcome::Failed);
         assert_eq!(position.place, Place::Imported);

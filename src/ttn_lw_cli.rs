@@ -600,6 +600,12 @@ impl ErrorKind {
         matches!(self, Self::Transport | Self::RateLimited | Self::Timeout)
     }
 
+    /// The kind of an error printed inside a log line (the `error` field of a registry's
+    /// `ERROR Could not get end device from … Server` line of `end-devices get`).
+    pub fn of_error_text(text: &str) -> ErrorKind {
+        Self::classify(TtsError::parse(text).as_ref(), text)
+    }
+
     fn classify(error: Option<&TtsError>, first_line: &str) -> ErrorKind {
         let (namespace, name) = error.map_or(("", ""), |e| (e.namespace.as_str(), e.name.as_str()));
         match name {

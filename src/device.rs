@@ -195,9 +195,25 @@ impl DeviceExport {
 
 /// ttn-lw-cli silently leaves out the fields of a server whose address differs from its
 /// config, with a `Deselecting … paths` warning: the device is on another cluster.
+///
+/// Only the Join Server deselected: the device's root keys live on another Join Server (an
+/// external one, or another cluster's) while its session is here (real-cli-audit.md D11).
 pub fn wrong_cluster(doc: &Value, stderr: &str) -> Option<ExportProblem> {
-    if !stderr.lines().any(|l| l.contains("Deselecting")) {
+    let deselected: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("Deselecting"))
+        .collect();
+    if deselected.is_empty() {
         return None;
+    }
+    if deselected.iter().all(|l| l.contains("Join Server")) {
+        let registered = stderr
+            .lines()
+            .filter(|l| l.contains("Registered Join Server address"))
+            .filter_map(|l| l.rsplit('\t').next())
+            .filter_map(|fields| serde_json::from_str::<Value>(fields).ok())
+            .find_map(|fields| fields.get("registered")?.as_str().map(str::to_string));
+        return Some(ExportProblem::ExternalJoinServer { registered });
     }
     // `WARN<TAB>Registered Network Server address … does not match CLI configuration<TAB>{…}`
     let from_log = stderr
@@ -305,6 +321,10 @@ pub enum ExportProblem {
     WrongCluster {
         registered: Option<String>,
     },
+    /// The session is on the source cluster, the root keys on another Join Server.
+    ExternalJoinServer {
+        registered: Option<String>,
+    },
     ServerErrors {
         lines: Vec<String>,
     },
@@ -333,6 +353,15 @@ impl fmt::Display for ExportProblem {
                  ttn-lw-cli left out its session and MAC state. Create a profile for that cluster \
                  (`ttn-session-migrate profile add <NAME> --host {host}`) and migrate this device \
                  in a new migration with --from <NAME> (`resume` keeps this one's source)"
+            ),
+            ExportProblem::ExternalJoinServer { registered } => write!(
+                f,
+                "the device's root keys are on another Join Server ({}), not on the source \
+                 cluster's, so ttn-lw-cli left them out; its session is on the source. A profile \
+                 for another cluster does not help: the target needs the keys on its own Join \
+                 Server or the same external one. Leave this device out (--exclude), or move \
+                 its keys with that Join Server's operator first",
+                registered.as_deref().unwrap_or("address not shown")
             ),
             ExportProblem::WrongMode { given, actual } => {
                 let (given_flag, actual_flag) = match given {
@@ -777,6 +806,22 @@ mod tests {
             session_differences(&imported, &reset, ActivationMode::Otaa),
             ["session.last_f_cnt_up"]
         );
+    }
+
+    /// D11: only the Join Server deselected is not "another cluster".
+    #[test]
+    fn a_join_server_elsewhere_is_not_called_another_cluster() {
+        let js_only = "WARN\tRegistered Join Server address of end device \"dev-1\" does not match CLI configuration\t{\"configured\": \"eu1.cloud.thethings.network\", \"registered\": \"join.example.com\"}\nWARN\tDeselecting Join Server paths\n";
+        let problem = export(otaa_export())
+            .validate(ActivationMode::Otaa, js_only)
+            .unwrap_err();
+        assert_eq!(
+            problem,
+            ExportProblem::ExternalJoinServer {
+                registered: Some("join.example.com".into())
+            }
+        );
+        assert!(!problem.to_string().contains("profile add"));
     }
 
     #[test]

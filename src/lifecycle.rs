@@ -495,9 +495,6 @@ impl Action {
             Action::Export => &[&[], &[Exported], &[Unfrozen], &[Exported, Unfrozen]],
             Action::Validate => &[&[], &[Validated], &[Unfrozen]],
             Action::Delete => &[
-                // The target already holds a device with this ID: nothing deleted.
-                &[],
-                &[Unfrozen],
                 &[DeleteStarted],
                 &[DeleteStarted, DeletedFromSource],
                 &[DeleteStarted, DeleteRefused],
@@ -858,6 +855,59 @@ mod tests {
             ..Position::at(Place::Imported)
         };
         assert_eq!(next(Goal::Migrate, stuck, with), Action::Done(End::Halted));
+    }
+
+    /// D5: a delete that stopped between two servers is finished whatever the goal, also
+    /// after Ctrl-C, before anything else: an import, or the re-create of a rollback.
+    #[test]
+    fn a_half_deleted_device_is_finished_first_whatever_the_goal() {
+        use Step::*;
+        let half = replay(
+            [
+                Detected,
+                Exported,
+                Validated,
+                DeleteStarted,
+                DeleteIncomplete,
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(half.place, Place::PartlyDeleted);
+        assert!(
+            !half.untouched(),
+            "a half-deleted device is not on the source"
+        );
+        assert!(!Place::PartlyDeleted.describe().starts_with("on the source"));
+        for goal in [Goal::Migrate, Goal::Rollback] {
+            for policy in policies() {
+                assert_eq!(next(goal, half, policy), Action::FinishDelete);
+            }
+        }
+        let done = advance(half, DeletedFromSource).unwrap();
+        assert_eq!(done.place, Place::ExportOnly);
+        // Nothing else moves it: not a refusal (it is not whole on the source), not an import.
+        for step in [
+            DeleteRefused,
+            ImportStarted,
+            RollbackStarted,
+            Unfrozen,
+            DeleteStarted,
+        ] {
+            assert!(advance(half, step).is_err(), "{step:?}");
+        }
+        // Halted there, a rollback on failure does not start: the re-create would collide
+        // with what is left on the source.
+        let failed = advance(half, Failed).unwrap();
+        let with = Policy {
+            rollback_on_failure: true,
+            ..Policy::default()
+        };
+        assert_eq!(next(Goal::Migrate, failed, with), Action::Done(End::Halted));
+        assert_eq!(
+            next(Goal::Migrate, advance(failed, Retried).unwrap(), with),
+            Action::FinishDelete
+        );
     }
 
     #[test]

@@ -808,6 +808,23 @@ mod tests {
         );
     }
 
+    /// D3: an OTAA export must carry what a join needs on the target, the JoinEUI too.
+    #[test]
+    fn an_otaa_export_without_a_join_eui_is_refused() {
+        let mut doc = otaa_export();
+        doc["ids"].as_object_mut().unwrap().shift_remove("join_eui");
+        assert_eq!(
+            export(doc.clone()).validate(ActivationMode::Otaa, ""),
+            Err(ExportProblem::Missing {
+                fields: vec!["ids.join_eui".into()]
+            })
+        );
+        // An ABP device needs none.
+        doc.as_object_mut().unwrap().shift_remove("supports_join");
+        doc.as_object_mut().unwrap().shift_remove("root_keys");
+        assert_eq!(export(doc).validate(ActivationMode::Abp, ""), Ok(()));
+    }
+
     /// D11: only the Join Server deselected is not "another cluster".
     #[test]
     fn a_join_server_elsewhere_is_not_called_another_cluster() {

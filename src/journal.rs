@@ -18,11 +18,12 @@
 //! removed or overwritten.
 //!
 //! Records (`step`): `detected`, `frozen`, `unfrozen`, `exported`, `validated`,
-//! `delete-started`, `deleted-from-source`, `delete-refused`, `import-started`,
+//! `delete-started`, `deleted-from-source`, `delete-refused`, `delete-incomplete`, `import-started`,
 //! `import-refused`, `imported`, `verified`, `failed`, `stuck`, `retried`, `rollback-started`,
 //! `recreated-on-source`, `deleted-from-target`, `rolled-back`; each with its time (`at`), and
 //! where it applies the shell line (`command`, never keys), `exit_status`, `mode`, `file`,
-//! `schedule_downlinks_before` and `detail`. Which record may follow which is
+//! `schedule_downlinks_before`, `detail` and, on `delete-started`, `target_free` (the target
+//! had no device with this ID before the delete). Which record may follow which is
 //! [`crate::lifecycle::advance`]; [`Journal::append`] refuses any other, and a file that does
 //! not replay is reported as damaged, never guessed. Format 1 (no `format` field) is read with
 //! an implicit `retried` wherever a record follows a `failed`.

@@ -1083,11 +1083,26 @@ impl Runner<'_> {
         let device = run.device();
         // Only a whole device has a session to carry; a half-created one is ours to delete
         // (`finish_rollback`).
-        if self.presence(&self.migration.presence_on_target(&device, mode))? != Presence::Whole {
-            return Ok(None);
+        match self.presence(&self.migration.presence_on_target(&device, mode))? {
+            Presence::Whole => {}
+            // A not-found that contradicts a confirmed import is believed only when a second
+            // read agrees: else the stale export would go back.
+            Presence::Absent
+                if run.journal.last(Step::Imported).is_some()
+                    && self.exists(&self.migration.exists_on_target(&device))? =>
+            {
+                return Err(Failure::new(
+                    "the target answered not found for the device, then found it; nothing was changed. Run the rollback again",
+                )
+                .stuck())
+            }
+            _ => return Ok(None),
         }
         let Some(found) = self.read_session(&self.migration.read_target(&device, mode))? else {
-            return Ok(None);
+            return Err(Failure::new(
+                "the target found the device, then answered not found when its session was read; nothing was changed. Run the rollback again",
+            )
+            .stuck());
         };
         Ok(self
             .differences(run, &import_file, &found)?
@@ -1277,6 +1292,9 @@ mod tests {
         calls: usize,
         /// Faults at the n-th call (0-based).
         faults: Vec<(usize, Fault)>,
+        /// The device lives on the target: one uplink there before every call (its
+        /// `last_f_cnt_up` rises), as a real Network Server sees it.
+        living: bool,
     }
 
     /// ttn-lw-cli as a script: `get`, `set`, `delete`, `create` on two deployments.
@@ -1299,6 +1317,16 @@ mod tests {
             let mut world = self.world.lock().unwrap();
             let n = world.calls;
             world.calls += 1;
+            if world.living {
+                if let Some(session) = world
+                    .target
+                    .get_mut("dev-1")
+                    .and_then(|d| d.get_mut("session"))
+                {
+                    let up = session["last_f_cnt_up"].as_u64().unwrap_or(0);
+                    session["last_f_cnt_up"] = Value::from(up + 1);
+                }
+            }
             let fault = world
                 .faults
                 .iter()
@@ -1411,8 +1439,13 @@ mod tests {
 
     impl Case {
         fn new(faults: &[(usize, Fault)], freeze_downlinks: bool) -> Case {
+            Case::living(faults, freeze_downlinks, false)
+        }
+
+        fn living(faults: &[(usize, Fault)], freeze_downlinks: bool, living: bool) -> Case {
             let mut world = World {
                 faults: faults.to_vec(),
+                living,
                 ..World::default()
             };
             world.source.insert("dev-1".into(), device());
@@ -1508,14 +1541,30 @@ mod tests {
         );
     }
 
-    /// Every fault at every call, with and without rollback-on-failure and downlink freezing:
-    /// the device is never lost or doubled, the run says truthfully where it is, and a second
-    /// run without the fault (`resume`) finishes it: migrated, or back on the source.
+    /// The session kept its identity, and its uplink counter never went back (a living device
+    /// raises it on the target).
+    fn same_session(found: &Value, original: &Value) -> bool {
+        let mut identity = |doc: &Value| {
+            let mut session = doc["session"].clone();
+            session
+                .as_object_mut()
+                .unwrap()
+                .shift_remove("last_f_cnt_up");
+            session
+        };
+        let up = |doc: &Value| doc["session"]["last_f_cnt_up"].as_u64().unwrap_or(0);
+        identity(found) == identity(original) && up(found) >= up(original)
+    }
+
+    /// Every fault at every call, with and without rollback-on-failure and downlink freezing,
+    /// with a device that sends uplinks on the target and one that does not: the device is
+    /// never lost or doubled, the run says truthfully where it is, and a second run without the
+    /// fault (`resume`) finishes it: migrated, or back on the source, with its session.
     #[test]
     fn every_fault_at_every_call_leaves_a_truthful_journal_and_resume_finishes() {
         let mut cases = 0;
-        for freeze in [false, true] {
-            let clean = Case::new(&[], freeze);
+        for (freeze, living) in [(false, false), (true, false), (false, true), (true, true)] {
+            let clean = Case::living(&[], freeze, living);
             clean.run(Goal::Migrate, true);
             let calls = clean.calls();
             for at in 0..calls + 3 {
@@ -1523,9 +1572,9 @@ mod tests {
                     for rollback_on_failure in [false, true] {
                         cases += 1;
                         let label = format!(
-                            "{fault:?} at call {at}, freeze {freeze}, rollback {rollback_on_failure}"
+                            "{fault:?} at call {at}, freeze {freeze}, rollback {rollback_on_failure}, living {living}"
                         );
-                        let case = Case::new(&[(at, fault)], freeze);
+                        let case = Case::living(&[(at, fault)], freeze, living);
                         let original = device();
                         let (first, position) = case.run(Goal::Migrate, rollback_on_failure);
                         let (on_source, on_target) = case.whereabouts();
@@ -1565,10 +1614,10 @@ mod tests {
                             .get("dev-1")
                             .or(world.target.get("dev-1"))
                             .unwrap();
-                        assert_eq!(
-                            found["session"], original["session"],
-                            "{label}: session changed"
-                        );
+                        assert!(same_session(found, &original), "{label}: session changed");
+                        if !living {
+                            assert_eq!(found["session"], original["session"], "{label}");
+                        }
                     }
                 }
             }
@@ -1580,30 +1629,38 @@ mod tests {
     /// both deployments once done, and a second `rollback` finishes it.
     #[test]
     fn every_fault_during_a_rollback_and_a_second_rollback_finishes() {
-        let clean = Case::new(&[], false);
-        clean.run(Goal::Migrate, true);
-        let migrated_calls = clean.calls();
-        clean.run(Goal::Rollback, false);
-        let rollback_calls = clean.calls() - migrated_calls;
-        assert_eq!(clean.whereabouts(), (true, false));
-        for at in migrated_calls..migrated_calls + rollback_calls + 2 {
-            for fault in FAULTS {
-                let label = format!("{fault:?} at call {at}");
-                let case = Case::new(&[(at, fault)], false);
-                let (migrated, _) = case.run(Goal::Migrate, true);
-                assert_eq!(migrated.outcome, Outcome::Migrated, "{label}");
-                let (first, position) = case.run(Goal::Rollback, false);
-                let (on_source, on_target) = case.whereabouts();
-                assert!(on_source || on_target, "{label}: lost");
-                assert!(
-                    truthful(position.place, on_source, on_target),
-                    "{label}: journal says {position:?}, source {on_source}, target {on_target}"
-                );
-                assert_eq!(first.location, position.describe(), "{label}");
-                case.clear_fault();
-                let (second, position) = case.run(Goal::Rollback, false);
-                assert_eq!(position.place, Place::RolledBack, "{label}: {second:?}");
-                assert_eq!(case.whereabouts(), (true, false), "{label}");
+        for living in [false, true] {
+            let clean = Case::living(&[], false, living);
+            clean.run(Goal::Migrate, true);
+            let migrated_calls = clean.calls();
+            clean.run(Goal::Rollback, false);
+            let rollback_calls = clean.calls() - migrated_calls;
+            assert_eq!(clean.whereabouts(), (true, false));
+            for at in migrated_calls..migrated_calls + rollback_calls + 2 {
+                for fault in FAULTS {
+                    let label = format!("{fault:?} at call {at}, living {living}");
+                    let case = Case::living(&[(at, fault)], false, living);
+                    let (migrated, _) = case.run(Goal::Migrate, true);
+                    assert_eq!(migrated.outcome, Outcome::Migrated, "{label}");
+                    let (first, position) = case.run(Goal::Rollback, false);
+                    let (on_source, on_target) = case.whereabouts();
+                    assert!(on_source || on_target, "{label}: lost");
+                    assert!(
+                        truthful(position.place, on_source, on_target),
+                        "{label}: journal says {position:?}, source {on_source}, target {on_target}"
+                    );
+                    assert_eq!(first.location, position.describe(), "{label}");
+                    case.clear_fault();
+                    let (second, position) = case.run(Goal::Rollback, false);
+                    assert_eq!(position.place, Place::RolledBack, "{label}: {second:?}");
+                    assert_eq!(case.whereabouts(), (true, false), "{label}");
+                    let world = case.calls.world.lock().unwrap();
+                    let back = &world.source["dev-1"];
+                    assert!(same_session(back, &device()), "{label}: session changed");
+                    // It lived on the target: the source gets the advanced counter back.
+                    let up = |doc: &Value| doc["session"]["last_f_cnt_up"].as_u64().unwrap();
+                    assert_eq!(up(back) > up(&device()), living, "{label}");
+                }
             }
         }
     }

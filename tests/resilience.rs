@@ -30,6 +30,10 @@ enum FaultKind {
     TransientOnce,
     Hang,
     Kill,
+    /// The write stops between two servers (real-cli-audit.md D5, D7): `delete` loses its
+    /// connection after the AS and NS steps, `create` hangs after the IS step until the
+    /// timeout kills it.
+    BetweenServers,
 }
 
 /// The ttn-lw-cli call that carries a step: command, deployment, and which matching call.
@@ -197,6 +201,17 @@ fn matrix_case(step: Step, kind: FaultKind) {
         FaultKind::TransientOnce => Fault::unavailable(command),
         FaultKind::Hang => Fault::hang(command),
         FaultKind::Kill => Fault::delay_after_effect(command, 3_000),
+        FaultKind::BetweenServers => match step {
+            Step::Delete => Fault::error(
+                command,
+                "unknown",
+                "unknown",
+                "error reading from server: EOF",
+            )
+            .after(Registry::Ns),
+            Step::Create => Fault::hang(command).after(Registry::Is),
+            other => panic!("{other:?} writes to no server"),
+        },
     };
     env.state.add_fault(fault.on(deployment).nth(nth));
 
@@ -263,10 +278,12 @@ matrix! {
     delete_transient_error: Delete, TransientOnce;
     delete_hang: Delete, Hang;
     delete_killed: Delete, Kill;
+    delete_stops_between_servers: Delete, BetweenServers;
     create_permanent_error: Create, Permanent;
     create_transient_error: Create, TransientOnce;
     create_hang: Create, Hang;
     create_killed: Create, Kill;
+    create_stops_between_servers: Create, BetweenServers;
     verify_permanent_error: Verify, Permanent;
     verify_transient_error: Verify, TransientOnce;
     verify_hang: Verify, Hang;

@@ -1544,7 +1544,7 @@ mod tests {
     /// The session kept its identity, and its uplink counter never went back (a living device
     /// raises it on the target).
     fn same_session(found: &Value, original: &Value) -> bool {
-        let mut identity = |doc: &Value| {
+        let identity = |doc: &Value| {
             let mut session = doc["session"].clone();
             session
                 .as_object_mut()

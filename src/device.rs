@@ -545,6 +545,25 @@ pub fn session_differences(imported: &Value, target: &Value, mode: ActivationMod
     differences
 }
 
+/// An OTAA device that joined again since the import: the same DevEUI, JoinEUI and root keys,
+/// another session. Only a device registered with these keys can have joined with them.
+pub fn rejoined(imported: &Value, target: &Value) -> bool {
+    let same = |path: &str| {
+        let norm = |doc: &Value| text_at(doc, path).map(str::to_ascii_uppercase);
+        norm(imported) == norm(target)
+    };
+    ActivationMode::of(imported) == ActivationMode::Otaa
+        && text_at(imported, "root_keys.app_key.key").is_some()
+        && [
+            "ids.dev_eui",
+            "ids.join_eui",
+            "root_keys.app_key.key",
+            "root_keys.nwk_key.key",
+        ]
+        .into_iter()
+        .all(same)
+}
+
 /// The identity fields that differ (see [`session_differences`]).
 fn identity_differences(imported: &Value, target: &Value, mode: ActivationMode) -> Vec<String> {
     let mut paths: Vec<&str> = IDENTITY_FIELDS.to_vec();
@@ -839,6 +858,21 @@ mod tests {
             }
         );
         assert!(!problem.to_string().contains("profile add"));
+    }
+
+    #[test]
+    fn a_rejoin_keeps_the_root_keys_and_changes_the_session() {
+        let imported = Rewrite::default().apply(&otaa_export());
+        let mut joined = imported.clone();
+        joined["session"]["dev_addr"] = json!("260B9999");
+        joined["session"]["keys"]["session_key_id"] = json!("BBBB");
+        assert!(rejoined(&imported, &joined));
+        let mut other_key = joined.clone();
+        other_key["root_keys"]["app_key"]["key"] = json!("FFEEDDCCBBAA99887766554433221100");
+        assert!(!rejoined(&imported, &other_key));
+        let mut abp = imported.clone();
+        abp.as_object_mut().unwrap().shift_remove("supports_join");
+        assert!(!rejoined(&abp, &joined));
     }
 
     #[test]

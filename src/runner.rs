@@ -996,13 +996,29 @@ impl Runner<'_> {
         import_file: &Path,
         found: &Value,
     ) -> Result<Vec<String>, Failure> {
+        let imported = self.document(import_file)?;
+        Ok(session_differences(&imported, found, self.mode(run)))
+    }
+
+    fn document(&self, file: &Path) -> Result<Value, Failure> {
         let bytes = self
             .files
-            .read(import_file)
-            .map_err(|e| Failure::new(format!("could not read {}: {e}", import_file.display())))?;
-        let imported: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Failure::new(format!("{} is damaged: {e}", import_file.display())))?;
-        Ok(session_differences(&imported, found, self.mode(run)))
+            .read(file)
+            .map_err(|e| Failure::new(format!("could not read {}: {e}", file.display())))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Failure::new(format!("{} is damaged: {e}", file.display())))
+    }
+
+    /// Is the target's device the one this migration imported? Its session's identity is the
+    /// import's (the counters may have advanced), or, on a target that had no such device
+    /// before this migration's delete, it is the same OTAA device (DevEUI, JoinEUI, root keys)
+    /// that joined again there since.
+    fn is_ours(&self, run: &DeviceRun, import_file: &Path, found: &Value) -> Result<bool, Failure> {
+        if self.differences(run, import_file, found)?.is_empty() {
+            return Ok(true);
+        }
+        Ok(run.journal.target_was_free()
+            && crate::device::rejoined(&self.document(import_file)?, found))
     }
 
     /// `get` with the session; `None` when the device is not there.
@@ -1104,10 +1120,17 @@ impl Runner<'_> {
             )
             .stuck());
         };
-        Ok(self
-            .differences(run, &import_file, &found)?
-            .is_empty()
-            .then_some(found))
+        if !self.is_ours(run, &import_file, &found)? {
+            return Ok(None);
+        }
+        // It re-joined on the target and has sent no uplink since: its `session` is stale there
+        // too (real-cli-audit.md D6), and the device already uses the pending keys.
+        if found.get("pending_session").is_some() {
+            return Err(Failure::new(
+                "the device re-joined on the target and has sent no uplink since: its new keys are in pending_session and its session there is stale. Nothing was changed; wait for its next uplink, then run the rollback again",
+            ));
+        }
+        Ok(Some(found))
     }
 
     /// Re-creates the device on the source from the saved export.
@@ -1181,7 +1204,7 @@ impl Runner<'_> {
                 .stuck());
             }
             let ours = match (&found, &import_file) {
-                (Some(found), Some(file)) => self.differences(run, file, found)?.is_empty(),
+                (Some(found), Some(file)) => self.is_ours(run, file, found)?,
                 _ => false,
             };
             if ours {

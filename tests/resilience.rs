@@ -830,8 +830,10 @@ fn a_rollback_never_deletes_a_device_with_another_session_and_says_so() {
     let seeded = env.seed_ce("otaa-eu1", "dev-1");
     env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
         .success();
-    // Someone re-registers dev-1 on the target with a session of its own.
+    // Someone re-registers dev-1 on the target: another device (its own AppKey) with a session
+    // of its own.
     let mut other = env.on_cloud("dev-1").unwrap();
+    other["root_keys"]["app_key"]["key"] = Value::String("0F1E2D3C4B5A69788796A5B4C3D2E1F0".into());
     other["session"]["dev_addr"] = Value::String("27FF0042".into());
     other["session"]["keys"]["session_key_id"] = Value::String("AQIDBAUGBwgJCgsMDQ4PEA==".into());
     env.state.put_device(CLOUD, &other);
@@ -1119,4 +1121,44 @@ fn a_rate_limited_network_server_inside_a_check_of_the_target_is_retried() {
         .success()
         .stdout_has("migrated, session verified");
     assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+}
+
+/// The device re-joined on the target after the migration (new DevAddr and session keys, same
+/// root keys) and sent an uplink: it is still this migration's device, and its rollback carries
+/// the new session back.
+#[test]
+fn a_device_that_rejoined_on_the_target_rolls_back_with_its_new_session() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .success();
+    let keys = serde_json::json!({"session_key_id": "AZZZZZZZZZZZZZZZZZZZZw==",
+        "f_nwk_s_int_key": {"key": "55555555555555555555555555555555"},
+        "s_nwk_s_int_key": {"key": "55555555555555555555555555555555"},
+        "nwk_s_enc_key": {"key": "55555555555555555555555555555555"},
+        "app_s_key": {"key": "66666666666666666666666666666666"}});
+    assert!(env
+        .state
+        .deliver(CLOUD, APP, "dev-1", Traffic::rejoin("27FF0042", keys)));
+
+    // Not yet confirmed by an uplink: refused, nothing changes.
+    let pending = env.on_cloud("dev-1").unwrap();
+    env.run(&["rollback", "w", "--yes"])
+        .failure()
+        .stdout_has("wait for its next uplink")
+        .no_keys_of(&pending);
+    assert_eq!(env.on_cloud("dev-1"), Some(pending));
+    assert!(env.on_ce("dev-1").is_none());
+
+    assert!(env.state.deliver(CLOUD, APP, "dev-1", uplink()));
+    let joined = env.on_cloud("dev-1").unwrap();
+    assert_eq!(joined["session"]["dev_addr"], "27FF0042");
+    env.run(&["rollback", "w", "--yes"])
+        .success()
+        .stdout_has("rolled back to the source")
+        .no_keys_of(&joined);
+    assert!(env.on_cloud("dev-1").is_none());
+    let back = env.on_ce("dev-1").expect("back on the source");
+    assert_eq!(identity_of(&back), identity_of(&joined));
+    assert_ne!(identity_of(&back), identity_of(&seeded));
 }

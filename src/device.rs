@@ -10,6 +10,8 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::ttn_lw_cli::{ErrorKind, TtsError};
+
 /// Fields removed before an import: the documentation's three server addresses, and
 /// `ids.dev_addr`, which the Join Server rejects for OTAA (lorawan-stack #1957).
 pub const STRIPPED_FIELDS: [&str; 4] = [
@@ -18,6 +20,10 @@ pub const STRIPPED_FIELDS: [&str; 4] = [
     "application_server_address",
     "ids.dev_addr",
 ];
+
+/// Fields the export selects only to check them, never imported: a `pending_session` refuses
+/// the export (see [`ExportProblem::PendingSession`]), so an import document never has one.
+pub const CHECKED_ONLY_FIELDS: [&str; 2] = ["pending_session", "pending_mac_state"];
 
 /// Checks a The Things Stack identifier: `^[a-z0-9](?:[-]?[a-z0-9]){2,}$`, at most 36 chars.
 pub fn validate_id(kind: &str, id: &str) -> Result<()> {
@@ -135,6 +141,11 @@ impl DeviceExport {
                 actual,
             });
         }
+        // A re-join the device has not confirmed with an uplink: the NS keeps the old
+        // `session` until then (`pkg/networkserver/grpc_gsns.go`), so it is stale.
+        if at(doc, "pending_session").is_some() {
+            return Err(ExportProblem::PendingSession);
+        }
         if at(doc, "session").is_none() {
             return Err(ExportProblem::NoSession { mode });
         }
@@ -159,9 +170,13 @@ impl DeviceExport {
         }
         if mode == ActivationMode::Otaa {
             missing.extend(
-                ["session.keys.session_key_id", "root_keys.app_key.key"]
-                    .into_iter()
-                    .filter(|p| text_at(doc, p).is_none()),
+                [
+                    "ids.join_eui",
+                    "session.keys.session_key_id",
+                    "root_keys.app_key.key",
+                ]
+                .into_iter()
+                .filter(|p| text_at(doc, p).is_none()),
             );
         }
         if !missing.is_empty() {
@@ -180,9 +195,25 @@ impl DeviceExport {
 
 /// ttn-lw-cli silently leaves out the fields of a server whose address differs from its
 /// config, with a `Deselecting … paths` warning: the device is on another cluster.
+///
+/// Only the Join Server deselected: the device's root keys live on another Join Server (an
+/// external one, or another cluster's) while its session is here (real-cli-audit.md D11).
 pub fn wrong_cluster(doc: &Value, stderr: &str) -> Option<ExportProblem> {
-    if !stderr.lines().any(|l| l.contains("Deselecting")) {
+    let deselected: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("Deselecting"))
+        .collect();
+    if deselected.is_empty() {
         return None;
+    }
+    if deselected.iter().all(|l| l.contains("Join Server")) {
+        let registered = stderr
+            .lines()
+            .filter(|l| l.contains("Registered Join Server address"))
+            .filter_map(|l| l.rsplit('\t').next())
+            .filter_map(|fields| serde_json::from_str::<Value>(fields).ok())
+            .find_map(|fields| fields.get("registered")?.as_str().map(str::to_string));
+        return Some(ExportProblem::ExternalJoinServer { registered });
     }
     // `WARN<TAB>Registered Network Server address … does not match CLI configuration<TAB>{…}`
     let from_log = stderr
@@ -196,10 +227,102 @@ pub fn wrong_cluster(doc: &Value, stderr: &str) -> Option<ExportProblem> {
     Some(ExportProblem::WrongCluster { registered })
 }
 
+/// A server behind `end-devices get`. The CLI asks the Identity Server first (a failure there
+/// fails the command), then splits the selected paths over the JS, AS and NS
+/// (`cmd/ttn-lw-cli/commands/end_devices_split.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Identity,
+    Network,
+    Application,
+    Join,
+}
+
+impl Server {
+    fn title(self) -> &'static str {
+        match self {
+            Server::Identity => "Identity Server",
+            Server::Network => "Network Server",
+            Server::Application => "Application Server",
+            Server::Join => "Join Server",
+        }
+    }
+}
+
+impl fmt::Display for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.title())
+    }
+}
+
+/// One server's failure inside a `get` that exited 0: the CLI logs
+/// `ERROR<TAB>Could not get end device from <X> Server<TAB>{"error": "…"}`, leaves that
+/// server's fields out and goes on (`end_devices_split.go`, `continueOnError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryError {
+    pub server: Server,
+    /// The error as printed (`error:pkg/ratelimit:rate_limit_exceeded (…)`), or the line.
+    pub error: String,
+    pub kind: ErrorKind,
+}
+
+impl RegistryError {
+    /// The server does not hold the device (a partial create or delete): the registries answer
+    /// `pkg/redis:not_found`, or their `device_not_found`.
+    pub fn device_absent(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+            || TtsError::parse(&self.error).is_some_and(|e| e.name == "not_found")
+    }
+
+    /// Worth asking again: the server was unavailable or rate limited.
+    pub fn transient(&self) -> bool {
+        self.kind.is_transient()
+    }
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.server, self.error)
+    }
+}
+
+/// The servers that failed inside a `get`, from its log on stderr.
+pub fn registry_errors(stderr: &str) -> Vec<RegistryError> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("ERROR"))
+        .filter_map(|line| {
+            let server = [
+                Server::Network,
+                Server::Application,
+                Server::Join,
+                Server::Identity,
+            ]
+            .into_iter()
+            .find(|s| line.contains(s.title()))?;
+            let error = line
+                .rsplit('\t')
+                .next()
+                .and_then(|fields| serde_json::from_str::<Value>(fields).ok())
+                .and_then(|fields| fields.get("error")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| line.replace('\t', " "));
+            Some(RegistryError {
+                server,
+                kind: ErrorKind::of_error_text(&error),
+                error,
+            })
+        })
+        .collect()
+}
+
 /// Why an export cannot be migrated. Each names what is missing and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportProblem {
     WrongCluster {
+        registered: Option<String>,
+    },
+    /// The session is on the source cluster, the root keys on another Join Server.
+    ExternalJoinServer {
         registered: Option<String>,
     },
     ServerErrors {
@@ -214,6 +337,8 @@ pub enum ExportProblem {
         actual: ActivationMode,
     },
     EncryptedAppSKey,
+    /// The device re-joined and has sent no uplink since.
+    PendingSession,
     Missing {
         fields: Vec<String>,
     },
@@ -228,6 +353,15 @@ impl fmt::Display for ExportProblem {
                  ttn-lw-cli left out its session and MAC state. Create a profile for that cluster \
                  (`ttn-session-migrate profile add <NAME> --host {host}`) and migrate this device \
                  in a new migration with --from <NAME> (`resume` keeps this one's source)"
+            ),
+            ExportProblem::ExternalJoinServer { registered } => write!(
+                f,
+                "the device's root keys are on another Join Server ({}), not on the source \
+                 cluster's, so ttn-lw-cli left them out; its session is on the source. A profile \
+                 for another cluster does not help: the target needs the keys on its own Join \
+                 Server or the same external one. Leave this device out (--exclude), or move \
+                 its keys with that Join Server's operator first",
+                registered.as_deref().unwrap_or("address not shown")
             ),
             ExportProblem::WrongMode { given, actual } => {
                 let (given_flag, actual_flag) = match given {
@@ -270,6 +404,12 @@ impl fmt::Display for ExportProblem {
                 "the ABP device has no session on the source (no DevAddr or session keys), so there \
                  is nothing to carry over. Check the device in the Console"
             ),
+            ExportProblem::PendingSession => write!(
+                f,
+                "the device re-joined and has sent no uplink since: its new keys are in \
+                 pending_session and its session is stale. Wait for its next uplink (the Network \
+                 Server then makes the new session current), then retry with `resume`"
+            ),
             ExportProblem::EncryptedAppSKey => write!(
                 f,
                 "the source returned the AppSKey encrypted (kek_label/encrypted_key), so it cannot \
@@ -302,7 +442,7 @@ impl Rewrite {
     /// The import document: the export minus [`STRIPPED_FIELDS`], key order kept.
     pub fn apply(&self, export: &Value) -> Value {
         let mut doc = export.clone();
-        for path in STRIPPED_FIELDS {
+        for path in STRIPPED_FIELDS.into_iter().chain(CHECKED_ONLY_FIELDS) {
             remove_at(&mut doc, path);
         }
         if let Some(app) = &self.application_id {
@@ -367,23 +507,66 @@ impl SessionSummary {
     }
 }
 
-/// The session fields an import must carry over unchanged. Absent counters are zero.
-const VERIFIED_FIELDS: [&str; 9] = [
+/// The session's identity: what an import must carry over unchanged, and what tells our device
+/// from another with the same ID.
+const IDENTITY_FIELDS: [&str; 6] = [
     "session.dev_addr",
     "session.keys.session_key_id",
     "session.keys.f_nwk_s_int_key.key",
     "session.keys.s_nwk_s_int_key.key",
     "session.keys.nwk_s_enc_key.key",
     "session.keys.app_s_key.key",
+];
+
+/// The frame counters. A live Network Server and Application Server raise them with every
+/// uplink and downlink (`pkg/networkserver/grpc_gsns.go`, `downlink.go`), so a device that
+/// lived since the import has higher ones; lower ones are a different (reset) session.
+/// Absent counters are zero.
+const COUNTERS: [&str; 3] = [
     "session.last_f_cnt_up",
     "session.last_n_f_cnt_down",
     "session.last_a_f_cnt_down",
 ];
 
-/// Compares the session the target now holds with the one imported. Returns the paths that
-/// differ (never the values: they are keys).
+/// Compares the session a deployment now holds with the one imported: the paths whose value
+/// differs from the import's (never the values: they are keys). The identity (DevAddr, session
+/// key ID, session keys, and for OTAA the root key) must be equal; a frame counter may have
+/// advanced with traffic since the import, never gone back. Equal identity is what makes the
+/// device "ours".
 pub fn session_differences(imported: &Value, target: &Value, mode: ActivationMode) -> Vec<String> {
-    let mut paths: Vec<&str> = VERIFIED_FIELDS.to_vec();
+    let mut differences = identity_differences(imported, target, mode);
+    let counter = |doc: &Value, path: &str| at(doc, path).and_then(Value::as_u64).unwrap_or(0);
+    differences.extend(
+        COUNTERS
+            .into_iter()
+            .filter(|path| counter(target, path) < counter(imported, path))
+            .map(str::to_string),
+    );
+    differences
+}
+
+/// An OTAA device that joined again since the import: the same DevEUI, JoinEUI and root keys,
+/// another session. Only a device registered with these keys can have joined with them.
+pub fn rejoined(imported: &Value, target: &Value) -> bool {
+    let same = |path: &str| {
+        let norm = |doc: &Value| text_at(doc, path).map(str::to_ascii_uppercase);
+        norm(imported) == norm(target)
+    };
+    ActivationMode::of(imported) == ActivationMode::Otaa
+        && text_at(imported, "root_keys.app_key.key").is_some()
+        && [
+            "ids.dev_eui",
+            "ids.join_eui",
+            "root_keys.app_key.key",
+            "root_keys.nwk_key.key",
+        ]
+        .into_iter()
+        .all(same)
+}
+
+/// The identity fields that differ (see [`session_differences`]).
+fn identity_differences(imported: &Value, target: &Value, mode: ActivationMode) -> Vec<String> {
+    let mut paths: Vec<&str> = IDENTITY_FIELDS.to_vec();
     if mode == ActivationMode::Otaa {
         paths.push("root_keys.app_key.key");
     }
@@ -395,7 +578,6 @@ pub fn session_differences(imported: &Value, target: &Value, mode: ActivationMod
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
             Some(other) => Some(other.to_string()),
-            None if path.starts_with("session.last_") => Some("0".into()),
             None => None,
         }
     };
@@ -611,12 +793,109 @@ mod tests {
         let mut created = imported.clone();
         created["attributes"] = json!({});
         assert!(session_differences(&imported, &created, ActivationMode::Otaa).is_empty());
-        created["session"]["last_n_f_cnt_down"] = json!(57);
+        created["session"]["last_n_f_cnt_down"] = json!(50);
         created["session"]["keys"]["app_s_key"]["key"] = json!("33333333333333333333333333333333");
         assert_eq!(
             session_differences(&imported, &created, ActivationMode::Otaa),
             ["session.keys.app_s_key.key", "session.last_n_f_cnt_down"]
         );
+    }
+
+    /// D2: the target raises the counters with every uplink and downlink. A device that lived
+    /// since the import is still ours; one whose counters went back, or with another DevAddr
+    /// or session key ID, is not.
+    #[test]
+    fn a_device_that_lived_since_the_import_is_still_ours() {
+        let imported = Rewrite::default().apply(&otaa_export());
+        let mut lived = imported.clone();
+        lived["session"]["last_f_cnt_up"] = json!(1240);
+        lived["session"]["last_n_f_cnt_down"] = json!(60);
+        lived["session"]["last_a_f_cnt_down"] = json!(13);
+        assert!(session_differences(&imported, &lived, ActivationMode::Otaa).is_empty());
+        let mut other = lived.clone();
+        other["session"]["dev_addr"] = json!("260B9999");
+        other["session"]["keys"]["session_key_id"] = json!("BBBB");
+        assert_eq!(
+            session_differences(&imported, &other, ActivationMode::Otaa),
+            ["session.dev_addr", "session.keys.session_key_id"]
+        );
+        let mut reset = imported.clone();
+        reset["session"]["last_f_cnt_up"] = json!(3);
+        assert_eq!(
+            session_differences(&imported, &reset, ActivationMode::Otaa),
+            ["session.last_f_cnt_up"]
+        );
+    }
+
+    /// D3: an OTAA export must carry what a join needs on the target, the JoinEUI too.
+    #[test]
+    fn an_otaa_export_without_a_join_eui_is_refused() {
+        let mut doc = otaa_export();
+        doc["ids"].as_object_mut().unwrap().shift_remove("join_eui");
+        assert_eq!(
+            export(doc.clone()).validate(ActivationMode::Otaa, ""),
+            Err(ExportProblem::Missing {
+                fields: vec!["ids.join_eui".into()]
+            })
+        );
+        // An ABP device needs none.
+        doc.as_object_mut().unwrap().shift_remove("supports_join");
+        doc.as_object_mut().unwrap().shift_remove("root_keys");
+        assert_eq!(export(doc).validate(ActivationMode::Abp, ""), Ok(()));
+    }
+
+    /// D11: only the Join Server deselected is not "another cluster".
+    #[test]
+    fn a_join_server_elsewhere_is_not_called_another_cluster() {
+        let js_only = "WARN\tRegistered Join Server address of end device \"dev-1\" does not match CLI configuration\t{\"configured\": \"eu1.cloud.thethings.network\", \"registered\": \"join.example.com\"}\nWARN\tDeselecting Join Server paths\n";
+        let problem = export(otaa_export())
+            .validate(ActivationMode::Otaa, js_only)
+            .unwrap_err();
+        assert_eq!(
+            problem,
+            ExportProblem::ExternalJoinServer {
+                registered: Some("join.example.com".into())
+            }
+        );
+        assert!(!problem.to_string().contains("profile add"));
+    }
+
+    #[test]
+    fn a_rejoin_keeps_the_root_keys_and_changes_the_session() {
+        let imported = Rewrite::default().apply(&otaa_export());
+        let mut joined = imported.clone();
+        joined["session"]["dev_addr"] = json!("260B9999");
+        joined["session"]["keys"]["session_key_id"] = json!("BBBB");
+        assert!(rejoined(&imported, &joined));
+        let mut other_key = joined.clone();
+        other_key["root_keys"]["app_key"]["key"] = json!("FFEEDDCCBBAA99887766554433221100");
+        assert!(!rejoined(&imported, &other_key));
+        let mut abp = imported.clone();
+        abp.as_object_mut().unwrap().shift_remove("supports_join");
+        assert!(!rejoined(&abp, &joined));
+    }
+
+    #[test]
+    fn registry_errors_name_the_server_and_the_kind() {
+        let stderr = "INFO\tx\nERROR\tCould not get end device from Network Server\t{\"error\": \"error:pkg/ratelimit:rate_limit_exceeded (rate limit of `10` accesses per minute exceeded for resource `x`)\"}\nERROR\tCould not get end device from Application Server\t{\"error\": \"error:pkg/redis:not_found (entity not found)\"}\n";
+        let errors = registry_errors(stderr);
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].server, Server::Network);
+        assert!(errors[0].transient() && !errors[0].device_absent());
+        assert_eq!(errors[1].server, Server::Application);
+        assert!(errors[1].device_absent() && !errors[1].transient());
+        assert!(registry_errors("WARN\tDeselecting Network Server paths").is_empty());
+    }
+
+    #[test]
+    fn a_pending_session_refuses_the_export_and_never_reaches_an_import_document() {
+        let mut doc = otaa_export();
+        doc["pending_session"] = json!({"dev_addr": "260B9999"});
+        assert_eq!(
+            export(doc.clone()).validate(ActivationMode::Otaa, ""),
+            Err(ExportProblem::PendingSession)
+        );
+        assert!(at(&Rewrite::default().apply(&doc), "pending_session").is_none());
     }
 
     #[test]

@@ -18,11 +18,12 @@
 //! removed or overwritten.
 //!
 //! Records (`step`): `detected`, `frozen`, `unfrozen`, `exported`, `validated`,
-//! `delete-started`, `deleted-from-source`, `delete-refused`, `import-started`,
+//! `delete-started`, `deleted-from-source`, `delete-refused`, `delete-incomplete`, `import-started`,
 //! `import-refused`, `imported`, `verified`, `failed`, `stuck`, `retried`, `rollback-started`,
 //! `recreated-on-source`, `deleted-from-target`, `rolled-back`; each with its time (`at`), and
 //! where it applies the shell line (`command`, never keys), `exit_status`, `mode`, `file`,
-//! `schedule_downlinks_before` and `detail`. Which record may follow which is
+//! `schedule_downlinks_before`, `detail` and, on `delete-started`, `target_free` (the target
+//! had no device with this ID before the delete). Which record may follow which is
 //! [`crate::lifecycle::advance`]; [`Journal::append`] refuses any other, and a file that does
 //! not replay is reported as damaged, never guessed. Format 1 (no `format` field) is read with
 //! an implicit `retried` wherever a record follows a `failed`.
@@ -289,6 +290,10 @@ pub struct Record {
     pub schedule_downlinks_before: Option<Option<bool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// `delete-started`: the target had no device with this ID just before (checked with a
+    /// `get`). A device found there later, half-created, is then this migration's leftover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_free: Option<bool>,
 }
 
 impl Record {
@@ -302,6 +307,7 @@ impl Record {
             file: None,
             schedule_downlinks_before: None,
             detail: None,
+            target_free: None,
         }
     }
 
@@ -488,6 +494,13 @@ impl Journal {
             }
         }
         maybe
+    }
+
+    /// Whether the target had no device with this ID before this migration's last delete from
+    /// the source, so that what an import left there is this migration's.
+    pub fn target_was_free(&self) -> bool {
+        self.last(Step::DeleteStarted)
+            .is_some_and(|r| r.target_free == Some(true))
     }
 
     /// The file the last record of `step` wrote, as a path.

@@ -32,6 +32,9 @@ pub enum Step {
     DeletedFromSource,
     /// The device is still on the source (the delete was refused, or it was found there).
     DeleteRefused,
+    /// The delete stopped between two servers: some of them still hold the device (`delete`
+    /// runs AS, NS, JS, IS one after the other). Only the saved export holds it whole.
+    DeleteIncomplete,
     ImportStarted,
     /// Nothing was created on the target (a definite refusal, or confirmed absent).
     ImportRefused,
@@ -52,7 +55,7 @@ pub enum Step {
 
 impl Step {
     #[cfg(test)]
-    pub const ALL: [Step; 19] = [
+    pub const ALL: [Step; 20] = [
         Step::Detected,
         Step::Frozen,
         Step::Unfrozen,
@@ -61,6 +64,7 @@ impl Step {
         Step::DeleteStarted,
         Step::DeletedFromSource,
         Step::DeleteRefused,
+        Step::DeleteIncomplete,
         Step::ImportStarted,
         Step::ImportRefused,
         Step::Imported,
@@ -98,6 +102,8 @@ pub enum Place {
     Validated,
     /// A delete started and did not report back: ask the source.
     MaybeDeleted,
+    /// Some servers of the source still hold the device, others not: finish the delete.
+    PartlyDeleted,
     /// Only the saved export holds the device.
     ExportOnly,
     /// An import started and did not report back: ask the target.
@@ -116,13 +122,14 @@ pub enum Place {
 
 impl Place {
     #[cfg(test)]
-    pub const ALL: [Place; 13] = [
+    pub const ALL: [Place; 14] = [
         Place::OnSource,
         Place::Detected,
         Place::Frozen,
         Place::Exported,
         Place::Validated,
         Place::MaybeDeleted,
+        Place::PartlyDeleted,
         Place::ExportOnly,
         Place::MaybeImported,
         Place::Imported,
@@ -137,6 +144,7 @@ impl Place {
         match self {
             Place::OnSource | Place::Detected | Place::Frozen | Place::Exported | Place::Validated => "on the source",
             Place::MaybeDeleted => "on the source, or deleted from it (the delete did not report back)",
+            Place::PartlyDeleted => "partly deleted from the source (some of its servers still hold it); whole only in the saved export",
             Place::ExportOnly => "deleted from the source; only in the saved export",
             Place::MaybeImported => "in the saved export; maybe imported into the target (the import did not report back)",
             Place::Imported => "on the target (not yet verified)",
@@ -333,6 +341,13 @@ pub fn advance(position: Position, step: Step) -> Result<Position, ImpossibleSte
             halt: None,
         }),
         (MaybeDeleted, Step::DeleteRefused) => to(OnSource),
+        (MaybeDeleted, Step::DeleteIncomplete) => to(PartlyDeleted),
+        // The delete finished: nothing left on the source to turn back on.
+        (PartlyDeleted, Step::DeletedFromSource) => Ok(Position {
+            place: ExportOnly,
+            frozen: false,
+            halt: None,
+        }),
         (ExportOnly, Step::ImportStarted) => to(MaybeImported),
         (MaybeImported, Step::Imported) => to(Imported),
         (MaybeImported, Step::ImportRefused) => to(ExportOnly),
@@ -420,6 +435,8 @@ pub enum Action {
     Delete,
     /// Ask the source whether an unanswered delete happened.
     ConfirmDelete,
+    /// Delete what is left of a half-deleted device from the source.
+    FinishDelete,
     Import,
     /// Ask the target whether an unanswered import happened.
     ConfirmImport,
@@ -446,6 +463,7 @@ impl Action {
             Action::Validate => "check export",
             Action::Delete => "delete from source",
             Action::ConfirmDelete => "confirm delete",
+            Action::FinishDelete => "finish delete",
             Action::Import => "import into target",
             Action::ConfirmImport => "confirm import",
             Action::Verify => "verify",
@@ -481,8 +499,15 @@ impl Action {
                 &[DeleteStarted, DeletedFromSource],
                 &[DeleteStarted, DeleteRefused],
                 &[DeleteStarted, DeleteRefused, Unfrozen],
+                &[DeleteStarted, DeleteIncomplete],
             ],
-            Action::ConfirmDelete => &[&[], &[DeletedFromSource], &[DeleteRefused]],
+            Action::ConfirmDelete => &[
+                &[],
+                &[DeletedFromSource],
+                &[DeleteRefused],
+                &[DeleteIncomplete],
+            ],
+            Action::FinishDelete => &[&[], &[DeletedFromSource]],
             Action::Import => &[
                 &[ImportStarted],
                 &[ImportStarted, Imported],
@@ -525,6 +550,9 @@ pub fn next(goal: Goal, position: Position, policy: Policy) -> Action {
         (_, Recreated) => Action::FinishRollback,
         (_, RolledBack) => Action::Done(End::Reached),
         (_, MaybeDeleted) => Action::ConfirmDelete,
+        // Whatever the goal: a half-deleted device works nowhere, and the source refuses its
+        // re-create until the rest is gone.
+        (_, PartlyDeleted) => Action::FinishDelete,
         (Goal::Migrate, Migrated) => Action::Done(End::Reached),
         (Goal::Migrate, p) if p.on_source_unchanged() && policy.stopping => match position.frozen {
             true => Action::Unfreeze,
@@ -601,6 +629,8 @@ mod tests {
                 (P::Validated | P::MaybeDeleted, S::DeleteStarted) => P::MaybeDeleted,
                 (P::MaybeDeleted, S::DeletedFromSource) => P::ExportOnly,
                 (P::MaybeDeleted, S::DeleteRefused) => P::OnSource,
+                (P::MaybeDeleted, S::DeleteIncomplete) => P::PartlyDeleted,
+                (P::PartlyDeleted, S::DeletedFromSource) => P::ExportOnly,
                 (P::ExportOnly, S::ImportStarted) => P::MaybeImported,
                 (P::MaybeImported, S::Imported) => P::Imported,
                 (P::MaybeImported, S::ImportRefused) => P::ExportOnly,
@@ -825,6 +855,59 @@ mod tests {
             ..Position::at(Place::Imported)
         };
         assert_eq!(next(Goal::Migrate, stuck, with), Action::Done(End::Halted));
+    }
+
+    /// D5: a delete that stopped between two servers is finished whatever the goal, also
+    /// after Ctrl-C, before anything else: an import, or the re-create of a rollback.
+    #[test]
+    fn a_half_deleted_device_is_finished_first_whatever_the_goal() {
+        use Step::*;
+        let half = replay(
+            [
+                Detected,
+                Exported,
+                Validated,
+                DeleteStarted,
+                DeleteIncomplete,
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(half.place, Place::PartlyDeleted);
+        assert!(
+            !half.untouched(),
+            "a half-deleted device is not on the source"
+        );
+        assert!(!Place::PartlyDeleted.describe().starts_with("on the source"));
+        for goal in [Goal::Migrate, Goal::Rollback] {
+            for policy in policies() {
+                assert_eq!(next(goal, half, policy), Action::FinishDelete);
+            }
+        }
+        let done = advance(half, DeletedFromSource).unwrap();
+        assert_eq!(done.place, Place::ExportOnly);
+        // Nothing else moves it: not a refusal (it is not whole on the source), not an import.
+        for step in [
+            DeleteRefused,
+            ImportStarted,
+            RollbackStarted,
+            Unfrozen,
+            DeleteStarted,
+        ] {
+            assert!(advance(half, step).is_err(), "{step:?}");
+        }
+        // Halted there, a rollback on failure does not start: the re-create would collide
+        // with what is left on the source.
+        let failed = advance(half, Failed).unwrap();
+        let with = Policy {
+            rollback_on_failure: true,
+            ..Policy::default()
+        };
+        assert_eq!(next(Goal::Migrate, failed, with), Action::Done(End::Halted));
+        assert_eq!(
+            next(Goal::Migrate, advance(failed, Retried).unwrap(), with),
+            Action::FinishDelete
+        );
     }
 
     #[test]

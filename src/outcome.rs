@@ -29,6 +29,8 @@ pub enum FailureKind {
     Invalid,
     /// ttn-lw-cli could not be started.
     CouldNotStart,
+    /// A server failed inside an `end-devices get` that exited 0: its answer was incomplete.
+    ServerFailed,
     /// The export cannot carry the session (checked before the delete).
     ExportRefused,
     /// The target holds another session than the one imported.

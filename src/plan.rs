@@ -9,8 +9,13 @@ use crate::profile::Profile;
 use crate::ttn_lw_cli::{Invocation, Version};
 use crate::{gateways, whole_device};
 
-/// The field-selection flags of the documented export, for OTAA (ABP omits `--root-keys`).
-pub const EXPORT_FLAGS: [&str; 10] = [
+/// The field-selection flags of the documented export, for OTAA (ABP omits `--root-keys`),
+/// and `--pending-session`, selected only to refuse a device that re-joined and has sent no
+/// uplink since (its `session` is stale). Every CLI version the tool supports has the flag (the
+/// select flags are generated from the `EndDevice` fields, which have `pending_session` since
+/// 3.0); it needs the rights `--session` needs (the NS's `HasAnyField` also matches
+/// `pending_session.queued_application_downlinks`, and the keys need `_READ_KEYS`).
+pub const EXPORT_FLAGS: [&str; 11] = [
     "--name",
     "--description",
     "--lorawan-version",
@@ -21,6 +26,7 @@ pub const EXPORT_FLAGS: [&str; 10] = [
     "--mac-settings",
     "--mac-state",
     "--session",
+    "--pending-session",
 ];
 
 /// One migration: from where to where, and how.
@@ -136,13 +142,27 @@ impl Migration {
         )
     }
 
-    /// Does the device exist? An identifiers-only `get`: no keys, no rights beyond reading.
-    pub fn exists_on_source(&self, device: &str) -> Invocation {
-        let mut args = vec!["end-devices".to_string(), "get".to_string()];
-        args.extend(Self::device_ids(&self.application_id, device));
-        Invocation::new(&self.source.path, args)
+    /// Which servers of the source hold the device: one field of each, none of them a key
+    /// (`--name` IS, `--supports-join` NS, `--formatters` AS, `--resets-join-nonces` JS for
+    /// OTAA), so `_DEVICES_READ` suffices. A server that lacks the device logs its not-found
+    /// ERROR line; one without the IS entry fails the command with `end_device_not_found`.
+    pub fn presence_on_source(&self, device: &str, mode: ActivationMode) -> Invocation {
+        Invocation::new(
+            &self.source.path,
+            presence_args(&self.application_id, device, mode),
+        )
     }
 
+    /// The same on the target.
+    pub fn presence_on_target(&self, device: &str, mode: ActivationMode) -> Invocation {
+        Invocation::new(
+            &self.target.path,
+            presence_args(&self.target_application_id, device, mode),
+        )
+    }
+
+    /// Does the device exist? An identifiers-only `get` (the IS only): no keys, no rights
+    /// beyond reading.
     pub fn exists_on_target(&self, device: &str) -> Invocation {
         let mut args = vec!["end-devices".to_string(), "get".to_string()];
         args.extend(Self::device_ids(&self.target_application_id, device));
@@ -185,6 +205,16 @@ impl Migration {
             restore_schedule_downlinks: restore,
         }
     }
+}
+
+fn presence_args(app: &str, device: &str, mode: ActivationMode) -> Vec<String> {
+    let mut args = vec!["end-devices".to_string(), "get".to_string()];
+    args.extend(Migration::device_ids(app, device));
+    args.extend(["--name", "--supports-join", "--formatters"].map(String::from));
+    if mode == ActivationMode::Otaa {
+        args.push("--resets-join-nonces".into());
+    }
+    args
 }
 
 fn export_args(app: &str, device: &str, mode: ActivationMode) -> Vec<String> {
@@ -244,8 +274,8 @@ mod tests {
     #[test]
     fn export_flags_are_the_documented_sets() {
         let otaa = export_args("app-1", "dev-1", ActivationMode::Otaa).join(" ");
-        assert_eq!(otaa, "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --root-keys --mac-settings --mac-state --session");
+        assert_eq!(otaa, "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --root-keys --mac-settings --mac-state --session --pending-session");
         let abp = export_args("app-1", "dev-1", ActivationMode::Abp).join(" ");
-        assert_eq!(abp, "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --mac-settings --mac-state --session");
+        assert_eq!(abp, "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --mac-settings --mac-state --session --pending-session");
     }
 }

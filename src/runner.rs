@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::device::{session_differences, ActivationMode, DeviceExport};
+use crate::device::{
+    registry_errors, session_differences, ActivationMode, DeviceExport, ExportProblem, Server,
+};
 use crate::interrupt::Interrupt;
 use crate::journal::{write_durably, Journal, Record, WorkDir};
 use crate::lifecycle::{
@@ -167,6 +169,53 @@ impl Failure {
         self.kind = kind;
         self
     }
+
+    /// A `get` that exited 0 while one of `servers` logged an ERROR line: its answer lacks
+    /// that server's fields and must not be read. Retried when every such server was
+    /// unavailable or rate limited; refused otherwise.
+    fn servers_failed(stderr: &str, servers: &[Server], what: &str) -> Result<(), Failure> {
+        let failed: Vec<_> = registry_errors(stderr)
+            .into_iter()
+            .filter(|e| servers.contains(&e.server))
+            .collect();
+        let Some(first) = failed.first() else {
+            return Ok(());
+        };
+        let transient = failed.iter().all(|e| e.transient());
+        Err(Failure {
+            error: format!(
+                "could not {what}: the {} failed inside `end-devices get` ({}), so its answer is incomplete{}",
+                first.server,
+                first.error,
+                if transient { "; retrying" } else { "; nothing was taken from it" }
+            ),
+            kind: match transient {
+                true => FailureKind::Unavailable,
+                false => FailureKind::ServerFailed,
+            },
+            transient,
+            halt: Halt::Failed,
+        })
+    }
+}
+
+/// Which servers of a deployment hold a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presence {
+    /// Not even the Identity Server.
+    Absent,
+    /// Every server that was asked.
+    Whole,
+    /// The Identity Server and some others; these lack it.
+    Partial(Vec<Server>),
+}
+
+fn servers_list(servers: &[Server]) -> String {
+    servers
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl From<anyhow::Error> for Failure {
@@ -396,6 +445,7 @@ impl Runner<'_> {
             Action::Validate => self.validate(run),
             Action::Delete => self.delete(run),
             Action::ConfirmDelete => self.confirm_delete(run),
+            Action::FinishDelete => self.finish_delete(run),
             Action::Import => self.import(run),
             Action::ConfirmImport => self.confirm_import(run),
             Action::Verify => self.verify(run),
@@ -418,6 +468,35 @@ impl Runner<'_> {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Failure::call(&e, "tell whether the device exists")),
         }
+    }
+
+    /// Asks one field of every server (`plan::presence_on_*`): which hold the device? A
+    /// server that failed otherwise than not-found gives no answer.
+    fn presence(&self, invocation: &Invocation) -> Result<Presence, Failure> {
+        let output = match self.calls.run(invocation) {
+            Ok(output) => output,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(Presence::Absent),
+            Err(e) => return Err(Failure::call(&e, "tell which servers hold the device")),
+        };
+        let errors = registry_errors(&output.stderr);
+        if let Some(e) = errors.iter().find(|e| !e.device_absent()) {
+            return Err(Failure {
+                error: format!(
+                    "could not tell which servers hold the device: the {e}; retry with `resume`"
+                ),
+                kind: match e.transient() {
+                    true => FailureKind::Unavailable,
+                    false => FailureKind::ServerFailed,
+                },
+                transient: e.transient(),
+                halt: Halt::Failed,
+            });
+        }
+        let missing: Vec<Server> = errors.iter().map(|e| e.server).collect();
+        Ok(match missing.is_empty() {
+            true => Presence::Whole,
+            false => Presence::Partial(missing),
+        })
     }
 
     fn mode(&self, run: &DeviceRun) -> ActivationMode {
@@ -443,7 +522,10 @@ impl Runner<'_> {
                 "ttn-lw-cli printed something that is not JSON ({e})"
             ))
         })?;
-        if let Some(problem) = crate::device::wrong_cluster(&doc, &output.stderr) {
+        // The Join Server's fields are extras for the detection; the export decides on them.
+        if let Some(problem @ ExportProblem::WrongCluster { .. }) =
+            crate::device::wrong_cluster(&doc, &output.stderr)
+        {
             return Err(
                 Failure::new(format!("export refused, nothing was deleted: {problem}"))
                     .kind(FailureKind::ExportRefused),
@@ -452,6 +534,13 @@ impl Runner<'_> {
         if let Some(refusal) = whole_device::refusal(&doc) {
             return Err(self.unfreeze_after(run, Failure::new(refusal)));
         }
+        // `supports_join` comes from the Network Server: without its answer an OTAA device
+        // would look ABP (real-cli-audit.md D3). The AS and JS serve only extra fields.
+        Failure::servers_failed(
+            &output.stderr,
+            &[Server::Network, Server::Identity],
+            "detect the activation mode",
+        )?;
         let mode = self.migration.mode.unwrap_or(ActivationMode::of(&doc));
         run.report.mode = Some(mode);
         self.progress.note(&run.report.device_id, &mode.to_string());
@@ -529,6 +618,22 @@ impl Runner<'_> {
                 });
             }
         };
+        // A server that was unavailable or rate limited inside the `get`: ask again. Other
+        // server failures are refused by the validation, which names them.
+        let busy: Vec<_> = registry_errors(&output.stderr)
+            .into_iter()
+            .filter(|e| e.transient())
+            .collect();
+        if let Some(first) = busy.first() {
+            return Err(Failure {
+                error: format!(
+                    "could not export the device: the {first}; the export is incomplete, retrying"
+                ),
+                kind: FailureKind::Unavailable,
+                transient: true,
+                halt: Halt::Failed,
+            });
+        }
         self.files
             .write(&file, &output.stdout)
             .map_err(|e| Failure::new(format!("{e:#}; nothing was deleted")))?;
@@ -562,6 +667,14 @@ impl Runner<'_> {
                     .validate(self.mode(run), &stderr)
                     .map(|()| export)
                     .map_err(|problem| {
+                        let problem = match (&problem, self.migration.mode) {
+                            (ExportProblem::WrongMode { given, actual }, None) => format!(
+                                "the device was detected as {given}, but its export says {actual}; \
+                                 the detection read an incomplete answer. Run `resume` to detect \
+                                 it again"
+                            ),
+                            _ => problem.to_string(),
+                        };
                         Failure::new(format!("export refused, nothing was deleted: {problem}"))
                             .kind(FailureKind::ExportRefused)
                     })
@@ -640,10 +753,16 @@ impl Runner<'_> {
     }
 
     fn delete(&self, run: &mut DeviceRun) -> Result<(), Failure> {
-        let delete = self.migration.delete(&run.device());
+        let device = run.device();
+        let delete = self.migration.delete(&device);
         let line = self.render(&delete);
-        run.journal
-            .append(Record::new(Step::DeleteStarted).command(line.clone(), None))?;
+        let mut started = Record::new(Step::DeleteStarted).command(line.clone(), None);
+        // A device reaches its delete only after the target's listing found no device with
+        // its ID there (`batch::preflight`, before the first delete of `migrate`, and of
+        // `resume` for devices that never started): what an import leaves there later is this
+        // migration's.
+        started.target_free = Some(true);
+        run.journal.append(started)?;
         run.delete_started = Some(Instant::now());
         match self.calls.run(&delete) {
             Ok(_) => run
@@ -660,31 +779,90 @@ impl Runner<'_> {
             Err(e) if e.kind.is_transient() => {
                 return Err(Failure::call(&e, "delete the device from the source"))
             }
+            // `delete` runs AS, NS, JS, IS and stops at the first that fails: the servers
+            // before it may have deleted the device (real-cli-audit.md D5). Ask every one.
             Err(e) => {
-                run.journal.append(
-                    Record::new(Step::DeleteRefused)
-                        .command(line, e.exit_code)
-                        .detail(e.detail.clone()),
-                )?;
-                return Err(self
-                    .unfreeze_after(run, Failure::call(&e, "delete the device from the source")));
+                let presence =
+                    self.presence(&self.migration.presence_on_source(&device, self.mode(run)))?;
+                match presence {
+                    Presence::Whole => {
+                        run.journal.append(
+                            Record::new(Step::DeleteRefused)
+                                .command(line, e.exit_code)
+                                .detail(e.detail.clone()),
+                        )?;
+                        return Err(self.unfreeze_after(
+                            run,
+                            Failure::call(&e, "delete the device from the source"),
+                        ));
+                    }
+                    Presence::Absent => run.journal.append(
+                        Record::new(Step::DeletedFromSource)
+                            .command(line, e.exit_code)
+                            .detail(format!("{}; confirmed absent from the source", e.detail)),
+                    )?,
+                    // Finished by the next action.
+                    Presence::Partial(missing) => run.journal.append(
+                        Record::new(Step::DeleteIncomplete)
+                            .command(line, e.exit_code)
+                            .detail(format!(
+                                "{}; deleted from the {} only",
+                                e.detail,
+                                servers_list(&missing)
+                            )),
+                    )?,
+                }
             }
         }
         Ok(())
     }
 
-    /// An unanswered delete: is the device still on the source?
+    /// An unanswered delete: which servers of the source still hold the device?
     fn confirm_delete(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let device = run.device();
-        if self.exists(&self.migration.exists_on_source(&device))? {
+        let presence =
+            self.presence(&self.migration.presence_on_source(&device, self.mode(run)))?;
+        let record = match presence {
             // Still there: a new attempt starts from a fresh export.
-            run.journal.append(
-                Record::new(Step::DeleteRefused).detail("the device is still on the source"),
-            )?;
-        } else {
-            run.journal.append(
-                Record::new(Step::DeletedFromSource).detail("confirmed absent from the source"),
-            )?;
+            Presence::Whole => {
+                Record::new(Step::DeleteRefused).detail("the device is still on the source")
+            }
+            Presence::Absent => {
+                Record::new(Step::DeletedFromSource).detail("confirmed absent from the source")
+            }
+            Presence::Partial(missing) => Record::new(Step::DeleteIncomplete).detail(format!(
+                "the {} no longer hold the device, the other servers of the source do",
+                servers_list(&missing)
+            )),
+        };
+        run.journal.append(record)?;
+        Ok(())
+    }
+
+    /// A half-deleted device: delete the rest (the CLI skips the servers that lack it).
+    fn finish_delete(&self, run: &mut DeviceRun) -> Result<(), Failure> {
+        let delete = self.migration.delete(&run.device());
+        let line = self.render(&delete);
+        match self.calls.run(&delete) {
+            Ok(_) => run.journal.append(
+                Record::new(Step::DeletedFromSource)
+                    .command(line, Some(0))
+                    .detail("finished the delete of a half-deleted device"),
+            )?,
+            Err(e) if e.kind == ErrorKind::NotFound => run.journal.append(
+                Record::new(Step::DeletedFromSource)
+                    .command(line, e.exit_code)
+                    .detail("already absent from the source"),
+            )?,
+            Err(e) => {
+                let mut failure = Failure::call(
+                    &e,
+                    "finish deleting the half-deleted device from the source (its saved export is \
+                     whole; `resume` tries again)",
+                );
+                failure.halt = Halt::Stuck;
+                return Err(failure);
+            }
         }
         Ok(())
     }
@@ -719,18 +897,13 @@ impl Runner<'_> {
                 Ok(())
             }
             Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                // Ours from an earlier attempt, or somebody else's device?
-                let read = self.migration.read_target(&run.device(), self.mode(run));
-                let ours = match self.read_session(&read)? {
-                    Some(found) => self.differences(run, &import_file, &found)?.is_empty(),
-                    None => false,
-                };
-                if ours {
-                    run.journal.append(
-                        Record::new(Step::Imported)
-                            .command(line, e.exit_code)
-                            .detail("the target already holds this session"),
-                    )?;
+                // Ours from an earlier attempt (whole, or half-created), or somebody else's?
+                self.settle_target(run, &import_file)?;
+                if run.journal.position().place == Place::Imported {
+                    return Ok(());
+                }
+                if run.journal.position().place == Place::ExportOnly {
+                    // Our half-created leftover was removed: `next` imports again.
                     return Ok(());
                 }
                 run.journal.append(
@@ -739,13 +912,23 @@ impl Runner<'_> {
                         .detail(e.detail.clone()),
                 )?;
                 Err(Failure::new(format!(
-                    "the target already has a device with this ID or these EUIs ({})",
+                    "the target already has a device with this ID or these EUIs ({}); it was not \
+                     created by this migration and is left alone",
                     e.detail
                 ))
                 .kind(FailureKind::AlreadyExists))
             }
             Err(e) if e.kind.is_transient() => {
                 Err(Failure::call(&e, "import the device into the target"))
+            }
+            // No error the servers give for a refusal: the answer may be lost. Ask the target
+            // before anything else happens.
+            Err(e) if e.kind == ErrorKind::Other => {
+                self.confirm_import(run)?;
+                match run.journal.position().place {
+                    Place::Imported => Ok(()),
+                    _ => Err(Failure::call(&e, "import the device into the target")),
+                }
             }
             Err(e) => {
                 run.journal.append(
@@ -760,17 +943,83 @@ impl Runner<'_> {
 
     /// An unanswered import: ask the target.
     fn confirm_import(&self, run: &mut DeviceRun) -> Result<(), Failure> {
-        if self.exists(&self.migration.exists_on_target(&run.device()))? {
-            run.journal.append(
-                Record::new(Step::Imported)
-                    .detail("found on the target after an unanswered import"),
-            )?;
-        } else {
-            run.journal.append(
-                Record::new(Step::ImportRefused).detail("confirmed absent from the target"),
-            )?;
+        let import_file = run.file(Step::ImportStarted, "import document")?;
+        let another = self.settle_target(run, &import_file)?;
+        if run.journal.position().place == Place::MaybeImported {
+            run.journal
+                .append(Record::new(Step::ImportRefused).detail(match another {
+                    true => "the target holds another device with this ID, not ours; left alone",
+                    false => "confirmed absent from the target",
+                }))?;
         }
         Ok(())
+    }
+
+    /// After an import that may have reached the target: which of its servers hold the device,
+    /// and is it ours? Records `imported` for our whole device; deletes our half-created one
+    /// (the journal says the target had none before this migration's delete) and records
+    /// `import-refused`; records nothing when the target has no such device, or another's
+    /// (then it answers `true`).
+    fn settle_target(&self, run: &mut DeviceRun, import_file: &Path) -> Result<bool, Failure> {
+        let device = run.device();
+        let mode = self.mode(run);
+        match self.presence(&self.migration.presence_on_target(&device, mode))? {
+            Presence::Absent => Ok(false),
+            // The target had no such device before this migration's delete: a whole one now is
+            // our import (verification compares its session next).
+            Presence::Whole if run.journal.target_was_free() => {
+                run.journal.append(
+                    Record::new(Step::Imported).detail("found on the target after an import"),
+                )?;
+                Ok(false)
+            }
+            Presence::Whole => {
+                let found = self.read_session(&self.migration.read_target(&device, mode))?;
+                let ours = match &found {
+                    Some(found) => self.differences(run, import_file, found)?.is_empty(),
+                    None => false,
+                };
+                if ours {
+                    run.journal.append(
+                        Record::new(Step::Imported)
+                            .detail("found on the target with this session after an import"),
+                    )?;
+                }
+                Ok(!ours)
+            }
+            Presence::Partial(missing) if run.journal.target_was_free() => {
+                // A `create` stopped between two servers (killed at the timeout): the IS
+                // record and maybe more. Delete it and create it again.
+                let delete = self.migration.delete_on_target(&device);
+                match self.calls.run(&delete) {
+                    Ok(_) => {}
+                    Err(e) if e.kind == ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Failure::call(
+                            &e,
+                            "delete the half-created device from the target",
+                        ))
+                    }
+                }
+                run.journal.append(
+                    Record::new(Step::ImportRefused)
+                        .command(self.render(&delete), Some(0))
+                        .detail(format!(
+                            "this migration's import left the device half-created on the \
+                             target (missing from the {}); deleted it there",
+                            servers_list(&missing)
+                        )),
+                )?;
+                Ok(false)
+            }
+            Presence::Partial(missing) => Err(Failure::new(format!(
+                "the target holds a half-created device `{device}` (missing from the {}) that \
+                 this migration cannot tell it created; it is left alone. Remove it in the \
+                 Console, then `resume`",
+                servers_list(&missing)
+            ))
+            .stuck()),
+        }
     }
 
     /// Compares the target's session with the import document: `create`'s answer when there is
@@ -819,25 +1068,56 @@ impl Runner<'_> {
         import_file: &Path,
         found: &Value,
     ) -> Result<Vec<String>, Failure> {
-        let bytes = self
-            .files
-            .read(import_file)
-            .map_err(|e| Failure::new(format!("could not read {}: {e}", import_file.display())))?;
-        let imported: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Failure::new(format!("{} is damaged: {e}", import_file.display())))?;
+        let imported = self.document(import_file)?;
         Ok(session_differences(&imported, found, self.mode(run)))
     }
 
+    fn document(&self, file: &Path) -> Result<Value, Failure> {
+        let bytes = self
+            .files
+            .read(file)
+            .map_err(|e| Failure::new(format!("could not read {}: {e}", file.display())))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Failure::new(format!("{} is damaged: {e}", file.display())))
+    }
+
+    /// Is the target's device the one this migration imported? Its session's identity is the
+    /// import's (the counters may have advanced), or, on a target that had no such device
+    /// before this migration's delete, it is the same OTAA device (DevEUI, JoinEUI, root keys)
+    /// that joined again there since.
+    fn is_ours(&self, run: &DeviceRun, import_file: &Path, found: &Value) -> Result<bool, Failure> {
+        if self.differences(run, import_file, found)?.is_empty() {
+            return Ok(true);
+        }
+        Ok(run.journal.target_was_free()
+            && crate::device::rejoined(&self.document(import_file)?, found))
+    }
+
     /// `get` with the session; `None` when the device is not there.
+    /// A server that failed inside the `get` (rate limited, unavailable, or lacking the device)
+    /// makes the answer incomplete: it is retried or refused, never compared, so that an
+    /// incomplete answer never makes a device "not ours".
     fn read_session(&self, invocation: &Invocation) -> Result<Option<Value>, Failure> {
         match self.calls.run(invocation) {
-            Ok(output) => serde_json::from_slice(&output.stdout)
-                .map(Some)
-                .map_err(|e| {
-                    Failure::new(format!(
-                        "ttn-lw-cli printed something that is not JSON ({e})"
-                    ))
-                }),
+            Ok(output) => Failure::servers_failed(
+                &output.stderr,
+                &[
+                    Server::Identity,
+                    Server::Network,
+                    Server::Application,
+                    Server::Join,
+                ],
+                "read the device's session back",
+            )
+            .and_then(|()| {
+                serde_json::from_slice(&output.stdout)
+                    .map(Some)
+                    .map_err(|e| {
+                        Failure::new(format!(
+                            "ttn-lw-cli printed something that is not JSON ({e})"
+                        ))
+                    })
+            }),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Failure::call(&e, "read the device back")),
         }
@@ -861,12 +1141,72 @@ impl Runner<'_> {
         if let Some(detected) = self.detected(run) {
             whole_device::merge_into_import(&mut doc, &detected, self.mode(run));
         }
+        // A device that lived on the target since the import has advanced frame counters
+        // there: the source gets that session back, not the stale export (which the device
+        // would answer with counters the source takes for replays).
+        let mut record = Record::new(Step::RollbackStarted);
+        if let Some(current) = self.our_device_on_target(run)? {
+            for field in ["session", "mac_state"] {
+                if let Some(value) = current.get(field) {
+                    if let Some(map) = doc.as_object_mut() {
+                        map.insert(field.to_string(), value.clone());
+                    }
+                }
+            }
+            record = record.detail("with the session as the target holds it now");
+        }
         let name = numbered("rollback", run.journal.count(Step::RollbackStarted) + 1);
         self.files
             .write(&run.journal.dir().join(&name), &pretty(&doc))?;
-        run.journal
-            .append(Record::new(Step::RollbackStarted).file(&name))?;
+        run.journal.append(record.file(&name))?;
         Ok(())
+    }
+
+    /// The target's device when it is ours (the session's identity equals the import's), as
+    /// read now.
+    fn our_device_on_target(&self, run: &DeviceRun) -> Result<Option<Value>, Failure> {
+        if !run.journal.may_be_on_target() {
+            return Ok(None);
+        }
+        let Some(import_file) = run.journal.file_of(Step::ImportStarted) else {
+            return Ok(None);
+        };
+        let mode = self.mode(run);
+        let device = run.device();
+        // Only a whole device has a session to carry; a half-created one is ours to delete
+        // (`finish_rollback`).
+        match self.presence(&self.migration.presence_on_target(&device, mode))? {
+            Presence::Whole => {}
+            // A not-found that contradicts a confirmed import is believed only when a second
+            // read agrees: else the stale export would go back.
+            Presence::Absent
+                if run.journal.last(Step::Imported).is_some()
+                    && self.exists(&self.migration.exists_on_target(&device))? =>
+            {
+                return Err(Failure::new(
+                    "the target answered not found for the device, then found it; nothing was changed. Run the rollback again",
+                )
+                .stuck())
+            }
+            _ => return Ok(None),
+        }
+        let Some(found) = self.read_session(&self.migration.read_target(&device, mode))? else {
+            return Err(Failure::new(
+                "the target found the device, then answered not found when its session was read; nothing was changed. Run the rollback again",
+            )
+            .stuck());
+        };
+        if !self.is_ours(run, &import_file, &found)? {
+            return Ok(None);
+        }
+        // It re-joined on the target and has sent no uplink since: its `session` is stale there
+        // too (real-cli-audit.md D6), and the device already uses the pending keys.
+        if found.get("pending_session").is_some() {
+            return Err(Failure::new(
+                "the device re-joined on the target and has sent no uplink since: its new keys are in pending_session and its session there is stale. Nothing was changed; wait for its next uplink, then run the rollback again",
+            ));
+        }
+        Ok(Some(found))
     }
 
     /// Re-creates the device on the source from the saved export.
@@ -898,7 +1238,36 @@ impl Runner<'_> {
         let device = run.device();
         if run.journal.may_be_on_target() {
             let import_file = run.journal.file_of(Step::ImportStarted);
-            let found = self.read_session(&self.migration.read_target(&device, self.mode(run)))?;
+            let mode = self.mode(run);
+            // What a `create` killed between two servers left (D7): ours when the target had
+            // no such device before this migration's delete; never touched otherwise.
+            if let Presence::Partial(missing) =
+                self.presence(&self.migration.presence_on_target(&device, mode))?
+            {
+                if !run.journal.target_was_free() {
+                    return Err(Failure::new(format!(
+                        "the target holds a half-created device `{device}` (missing from the {}) \
+                         that this migration cannot tell it created; nothing was deleted from \
+                         the target. Remove it in the Console, then run the rollback again",
+                        servers_list(&missing)
+                    ))
+                    .stuck());
+                }
+                let delete = self.migration.delete_on_target(&device);
+                match self.calls.run(&delete) {
+                    Ok(_) => {}
+                    Err(e) if e.kind == ErrorKind::NotFound => {}
+                    Err(e) => return Err(Failure::call(&e, "delete the device from the target")),
+                }
+                run.journal.append(
+                    Record::new(Step::DeletedFromTarget)
+                        .command(self.render(&delete), Some(0))
+                        .detail("this migration's half-created device"),
+                )?;
+                run.journal.append(Record::new(Step::RolledBack))?;
+                return Ok(());
+            }
+            let found = self.read_session(&self.migration.read_target(&device, mode))?;
             // A not-found that contradicts a confirmed import is believed only when a second
             // read agrees: else the device could stay on both deployments.
             if found.is_none()
@@ -911,7 +1280,7 @@ impl Runner<'_> {
                 .stuck());
             }
             let ours = match (&found, &import_file) {
-                (Some(found), Some(file)) => self.differences(run, file, found)?.is_empty(),
+                (Some(found), Some(file)) => self.is_ours(run, file, found)?,
                 _ => false,
             };
             if ours {
@@ -924,14 +1293,19 @@ impl Runner<'_> {
                 run.journal.append(
                     Record::new(Step::DeletedFromTarget).command(self.render(&delete), Some(0)),
                 )?;
-            } else {
-                let detail = if found.is_some() {
-                    "a different device with this ID is on the target; left alone"
-                } else {
-                    "not on the target"
-                };
+            } else if found.is_some() {
+                // Not ours: never touched. The device is back on the source; the run fails so
+                // that the operator looks at the target.
+                let detail = "a different device with this ID is on the target (another session); left alone";
                 run.journal
                     .append(Record::new(Step::DeletedFromTarget).detail(detail))?;
+                run.journal.append(Record::new(Step::RolledBack))?;
+                return Err(Failure::new(format!(
+                    "the device is back on the source, but {detail}: check it in the Console"
+                )));
+            } else {
+                run.journal
+                    .append(Record::new(Step::DeletedFromTarget).detail("not on the target"))?;
             }
         }
         run.journal.append(Record::new(Step::RolledBack))?;
@@ -1017,6 +1391,9 @@ mod tests {
         calls: usize,
         /// Faults at the n-th call (0-based).
         faults: Vec<(usize, Fault)>,
+        /// The device lives on the target: one uplink there before every call (its
+        /// `last_f_cnt_up` rises), as a real Network Server sees it.
+        living: bool,
     }
 
     /// ttn-lw-cli as a script: `get`, `set`, `delete`, `create` on two deployments.
@@ -1039,6 +1416,16 @@ mod tests {
             let mut world = self.world.lock().unwrap();
             let n = world.calls;
             world.calls += 1;
+            if world.living {
+                if let Some(session) = world
+                    .target
+                    .get_mut("dev-1")
+                    .and_then(|d| d.get_mut("session"))
+                {
+                    let up = session["last_f_cnt_up"].as_u64().unwrap_or(0);
+                    session["last_f_cnt_up"] = Value::from(up + 1);
+                }
+            }
             let fault = world
                 .faults
                 .iter()
@@ -1152,8 +1539,13 @@ mod tests {
 
     impl Case {
         fn new(faults: &[(usize, Fault)], freeze_downlinks: bool) -> Case {
+            Case::living(faults, freeze_downlinks, false)
+        }
+
+        fn living(faults: &[(usize, Fault)], freeze_downlinks: bool, living: bool) -> Case {
             let mut world = World {
                 faults: faults.to_vec(),
+                living,
                 ..World::default()
             };
             world.source.insert("dev-1".into(), device());
@@ -1217,7 +1609,7 @@ mod tests {
             | Place::Exported
             | Place::Validated
             | Place::RolledBack => on_source && !on_target,
-            Place::MaybeDeleted => !on_target,
+            Place::MaybeDeleted | Place::PartlyDeleted => !on_target,
             Place::ExportOnly => !on_source && !on_target,
             Place::MaybeImported => !on_source,
             Place::Imported | Place::Migrated => on_target && !on_source,
@@ -1233,6 +1625,7 @@ mod tests {
         assert_eq!(report.outcome, Outcome::Migrated, "{report:?}");
         assert_eq!(position.place, Place::Migrated);
         assert_eq!(case.whereabouts(), (false, true));
+        // Detect, export, delete, create.
         assert_eq!(case.calls(), 4);
         let labels: Vec<&str> = report.steps.iter().map(|s| s.step).collect();
         assert_eq!(
@@ -1248,14 +1641,30 @@ mod tests {
         );
     }
 
-    /// Every fault at every call, with and without rollback-on-failure and downlink freezing:
-    /// the device is never lost or doubled, the run says truthfully where it is, and a second
-    /// run without the fault (`resume`) finishes it: migrated, or back on the source.
+    /// The session kept its identity, and its uplink counter never went back (a living device
+    /// raises it on the target).
+    fn same_session(found: &Value, original: &Value) -> bool {
+        let identity = |doc: &Value| {
+            let mut session = doc["session"].clone();
+            session
+                .as_object_mut()
+                .unwrap()
+                .shift_remove("last_f_cnt_up");
+            session
+        };
+        let up = |doc: &Value| doc["session"]["last_f_cnt_up"].as_u64().unwrap_or(0);
+        identity(found) == identity(original) && up(found) >= up(original)
+    }
+
+    /// Every fault at every call, with and without rollback-on-failure and downlink freezing,
+    /// with a device that sends uplinks on the target and one that does not: the device is
+    /// never lost or doubled, the run says truthfully where it is, and a second run without the
+    /// fault (`resume`) finishes it: migrated, or back on the source, with its session.
     #[test]
     fn every_fault_at_every_call_leaves_a_truthful_journal_and_resume_finishes() {
         let mut cases = 0;
-        for freeze in [false, true] {
-            let clean = Case::new(&[], freeze);
+        for (freeze, living) in [(false, false), (true, false), (false, true), (true, true)] {
+            let clean = Case::living(&[], freeze, living);
             clean.run(Goal::Migrate, true);
             let calls = clean.calls();
             for at in 0..calls + 3 {
@@ -1263,9 +1672,9 @@ mod tests {
                     for rollback_on_failure in [false, true] {
                         cases += 1;
                         let label = format!(
-                            "{fault:?} at call {at}, freeze {freeze}, rollback {rollback_on_failure}"
+                            "{fault:?} at call {at}, freeze {freeze}, rollback {rollback_on_failure}, living {living}"
                         );
-                        let case = Case::new(&[(at, fault)], freeze);
+                        let case = Case::living(&[(at, fault)], freeze, living);
                         let original = device();
                         let (first, position) = case.run(Goal::Migrate, rollback_on_failure);
                         let (on_source, on_target) = case.whereabouts();
@@ -1313,10 +1722,10 @@ mod tests {
                             .get("dev-1")
                             .or(world.target.get("dev-1"))
                             .unwrap();
-                        assert_eq!(
-                            found["session"], original["session"],
-                            "{label}: session changed"
-                        );
+                        assert!(same_session(found, &original), "{label}: session changed");
+                        if !living {
+                            assert_eq!(found["session"], original["session"], "{label}");
+                        }
                     }
                 }
             }
@@ -1328,30 +1737,38 @@ mod tests {
     /// both deployments once done, and a second `rollback` finishes it.
     #[test]
     fn every_fault_during_a_rollback_and_a_second_rollback_finishes() {
-        let clean = Case::new(&[], false);
-        clean.run(Goal::Migrate, true);
-        let migrated_calls = clean.calls();
-        clean.run(Goal::Rollback, false);
-        let rollback_calls = clean.calls() - migrated_calls;
-        assert_eq!(clean.whereabouts(), (true, false));
-        for at in migrated_calls..migrated_calls + rollback_calls + 2 {
-            for fault in FAULTS {
-                let label = format!("{fault:?} at call {at}");
-                let case = Case::new(&[(at, fault)], false);
-                let (migrated, _) = case.run(Goal::Migrate, true);
-                assert_eq!(migrated.outcome, Outcome::Migrated, "{label}");
-                let (first, position) = case.run(Goal::Rollback, false);
-                let (on_source, on_target) = case.whereabouts();
-                assert!(on_source || on_target, "{label}: lost");
-                assert!(
-                    truthful(position.place, on_source, on_target),
-                    "{label}: journal says {position:?}, source {on_source}, target {on_target}"
-                );
-                assert_eq!(first.location, position.describe(), "{label}");
-                case.clear_fault();
-                let (second, position) = case.run(Goal::Rollback, false);
-                assert_eq!(position.place, Place::RolledBack, "{label}: {second:?}");
-                assert_eq!(case.whereabouts(), (true, false), "{label}");
+        for living in [false, true] {
+            let clean = Case::living(&[], false, living);
+            clean.run(Goal::Migrate, true);
+            let migrated_calls = clean.calls();
+            clean.run(Goal::Rollback, false);
+            let rollback_calls = clean.calls() - migrated_calls;
+            assert_eq!(clean.whereabouts(), (true, false));
+            for at in migrated_calls..migrated_calls + rollback_calls + 2 {
+                for fault in FAULTS {
+                    let label = format!("{fault:?} at call {at}, living {living}");
+                    let case = Case::living(&[(at, fault)], false, living);
+                    let (migrated, _) = case.run(Goal::Migrate, true);
+                    assert_eq!(migrated.outcome, Outcome::Migrated, "{label}");
+                    let (first, position) = case.run(Goal::Rollback, false);
+                    let (on_source, on_target) = case.whereabouts();
+                    assert!(on_source || on_target, "{label}: lost");
+                    assert!(
+                        truthful(position.place, on_source, on_target),
+                        "{label}: journal says {position:?}, source {on_source}, target {on_target}"
+                    );
+                    assert_eq!(first.location, position.describe(), "{label}");
+                    case.clear_fault();
+                    let (second, position) = case.run(Goal::Rollback, false);
+                    assert_eq!(position.place, Place::RolledBack, "{label}: {second:?}");
+                    assert_eq!(case.whereabouts(), (true, false), "{label}");
+                    let world = case.calls.world.lock().unwrap();
+                    let back = &world.source["dev-1"];
+                    assert!(same_session(back, &device()), "{label}: session changed");
+                    // It lived on the target: the source gets the advanced counter back.
+                    let up = |doc: &Value| doc["session"]["last_f_cnt_up"].as_u64().unwrap();
+                    assert_eq!(up(back) > up(&device()), living, "{label}");
+                }
             }
         }
     }
@@ -1365,8 +1782,9 @@ mod tests {
         let (report, position) = case.run(Goal::Rollback, false);
         assert_eq!(report.outcome, Outcome::RolledBack);
         assert_eq!(position.place, Place::RolledBack);
-        // Re-create, read the target back, delete it there.
-        assert_eq!(case.calls() - before, 3);
+        // Which servers of the target hold it, its current session; re-create; the same two
+        // reads again, and delete it there.
+        assert_eq!(case.calls() - before, 6);
         let labels: Vec<&str> = report.steps.iter().map(|s| s.step).collect();
         assert_eq!(labels, ["roll back"]);
     }

@@ -25,9 +25,33 @@ pub struct DeviceStatus {
     pub resume: Option<&'static str>,
     /// With `--check`: whether the source and the target hold the device (`null`: no answer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub on_source: Option<Option<bool>>,
+    pub on_source: Option<Found>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub on_target: Option<Option<bool>>,
+    pub on_target: Option<Found>,
+}
+
+/// What a deployment answered about a device (`status --check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Found {
+    /// Every server asked holds it.
+    Present,
+    /// The Identity Server and only some of the others: a delete or a create stopped halfway.
+    Partly,
+    Absent,
+    /// The deployment did not answer, or a server failed.
+    NoAnswer,
+}
+
+impl Found {
+    fn describe(self) -> &'static str {
+        match self {
+            Found::Present => "present",
+            Found::Partly => "partly (a delete or create stopped between servers)",
+            Found::Absent => "absent",
+            Found::NoAnswer => "no answer",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,15 +169,10 @@ pub fn render(manifest: &Manifest, status: &Status) -> String {
             line.push_str(&format!("; resume: {action}"));
         }
         if let (Some(source), Some(target)) = (d.on_source, d.on_target) {
-            let says = |answer: Option<bool>| match answer {
-                Some(true) => "present",
-                Some(false) => "absent",
-                None => "no answer",
-            };
             line.push_str(&format!(
                 " [source: {}, target: {}]",
-                says(source),
-                says(target)
+                source.describe(),
+                target.describe()
             ));
         }
         lines.push(line);

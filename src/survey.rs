@@ -258,7 +258,7 @@ mod tests {
         calls.run(&migration.detect("dev-1")).unwrap();
         assert_eq!(inner.calls.lock().unwrap().len(), 4);
         // Other calls, and the unread device, go through.
-        calls.run(&migration.exists_on_source("dev-2")).unwrap();
+        calls.run(&migration.exists_on_target("dev-2")).unwrap();
         // The unread device gets its error once, as the run would have; then a fresh call.
         assert!(calls.run(&migration.detect("dev-broken")).is_err());
         assert_eq!(inner.calls.lock().unwrap().len(), 5);

@@ -277,6 +277,15 @@ impl TtnLwCli {
     /// the timeout or a failure to spawn becomes a [`CliError`].
     pub fn run(&self, invocation: &Invocation) -> Result<Output, CliError> {
         let rendered = self.render(invocation);
+        if let Some(problem) = config_path_problem(&invocation.config) {
+            return Err(CliError {
+                kind: ErrorKind::Invalid,
+                command: rendered,
+                exit_code: None,
+                error: None,
+                detail: problem,
+            });
+        }
         if self.echo {
             eprintln!("$ {rendered}");
         }
@@ -343,6 +352,9 @@ impl TtnLwCli {
     /// Runs a command with the terminal passed through (interactive OAuth login).
     pub fn run_interactive(&self, invocation: &Invocation) -> Result<()> {
         let rendered = self.render(invocation);
+        if let Some(problem) = config_path_problem(&invocation.config) {
+            anyhow::bail!("{problem}");
+        }
         if self.echo {
             eprintln!("$ {rendered}");
         }
@@ -600,6 +612,12 @@ impl ErrorKind {
         matches!(self, Self::Transport | Self::RateLimited | Self::Timeout)
     }
 
+    /// The kind of an error printed inside a log line (the `error` field of a registry's
+    /// `ERROR Could not get end device from … Server` line of `end-devices get`).
+    pub fn of_error_text(text: &str) -> ErrorKind {
+        Self::classify(TtsError::parse(text).as_ref(), text)
+    }
+
     fn classify(error: Option<&TtsError>, first_line: &str) -> ErrorKind {
         let (namespace, name) = error.map_or(("", ""), |e| (e.namespace.as_str(), e.name.as_str()));
         match name {
@@ -745,6 +763,20 @@ impl CliError {
 
 fn exit_text(code: Option<i32>) -> String {
     code.map_or_else(|| "none: killed by a signal".to_string(), |c| c.to_string())
+}
+
+/// `-c` is a string slice flag: ttn-lw-cli reads its value as comma-separated values
+/// (`pkg/config/config.go`, pflag `StringSlice`), so a path with a comma names two files and a
+/// double quote breaks the parse (real-cli-audit.md P7, D13).
+pub fn config_path_problem(path: &Path) -> Option<String> {
+    let text = path.display().to_string();
+    text.contains([',', '"']).then(|| {
+        format!(
+            "the profile {text} has a comma or a double quote in its path, which ttn-lw-cli's -c \
+             reads as a list of files. Keep the profiles in a directory without one: set \
+             XDG_CONFIG_HOME (or HOME) to such a path and add the profiles again"
+        )
+    })
 }
 
 /// A zap console log line: `LEVEL<TAB>message`.

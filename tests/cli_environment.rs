@@ -12,11 +12,14 @@ use common::*;
 fn a_colour_terminal_does_not_hide_a_registry_error_in_the_export() {
     let env = Env::new().with_profiles();
     env.seed_ce("otaa-eu1", "dev-1");
-    // Call 1 is the detection, call 2 the export: the NS part of the export fails.
+    // Call 1 is the detection, call 2 the export: the NS part of the export fails for good (a
+    // transient one, rate limited or unavailable, is asked again: tests/resilience.rs).
     env.state.add_fault(
-        Fault::failing(
+        Fault::error(
             "end-devices get",
-            ttn_lw_cli_double::errors::defs::database_unavailable(),
+            "pkg/auth/rights",
+            "insufficient_application_rights",
+            "insufficient rights for application `app-1`",
         )
         .in_registry("ns")
         .on(CE)

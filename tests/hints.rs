@@ -54,3 +54,23 @@ fn abp_given_for_an_otaa_device_is_refused_before_the_delete() {
     assert!(env.on_ce("dev-1").is_some());
     assert!(env.writes().is_empty(), "{:?}", env.writes());
 }
+
+/// real-cli-audit.md D11: a device whose root keys are on another Join Server (its session on
+/// the source cluster) is not "on another cluster": no advice to make a profile for that host.
+#[test]
+fn a_device_with_its_keys_on_another_join_server_gets_the_right_advice() {
+    let env = Env::new().with_profiles();
+    let mut device = DoubleState::fixture("otaa-eu1");
+    device["ids"]["device_id"] = "dev-1".into();
+    device["ids"]["application_ids"]["application_id"] = APP.into();
+    device["join_server_address"] = "join.example.com".into();
+    env.state.put_device(CE, &device);
+    let run = env
+        .run(&["migrate", APP, "dev-1", "--yes"])
+        .failure()
+        .stderr_says("root keys are on another Join Server (join.example.com)")
+        .no_keys_of(&device);
+    assert!(!run.stdout.contains("profile add"), "{run:#?}");
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+    assert!(env.on_ce("dev-1").is_some());
+}

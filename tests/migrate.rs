@@ -5,8 +5,8 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-const OTAA_EXPORT: &str = "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --root-keys --mac-settings --mac-state --session";
-const ABP_EXPORT: &str = "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --mac-settings --mac-state --session";
+const OTAA_EXPORT: &str = "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --root-keys --mac-settings --mac-state --session --pending-session";
+const ABP_EXPORT: &str = "end-devices get --application-id app-1 --device-id dev-1 --name --description --lorawan-version --lorawan-phy-version --frequency-plan-id --supports-join --mac-settings --mac-state --session --pending-session";
 
 /// The argv of every call after the first `skip`, without `-c <file>`, as one line each.
 fn call_lines(env: &Env, skip: usize) -> Vec<String> {

@@ -322,3 +322,23 @@ fn profile_list_aligns_columns_and_marks_a_shared_login() {
     assert!(lines[1].contains("(shared with ce2)"), "{run:#?}");
     assert!(lines[2].contains("(shared with ce)"), "{run:#?}");
 }
+
+/// real-cli-audit.md P7/D13: `-c` takes comma-separated values, so a profile path with a comma
+/// would name two files. The tool says so instead of passing it on.
+#[test]
+fn a_profile_path_with_a_comma_is_refused_with_the_reason() {
+    let env = Env::new();
+    let config = env.root().join("home/conf,ig");
+    std::fs::create_dir_all(&config).unwrap();
+    let with_comma = |args: &[&str]| env.cmd().args(args).env("XDG_CONFIG_HOME", &config).run();
+    with_comma(&["profile", "add", "ce", "--host", CE]).success();
+    with_comma(&["login", "ce", "--api-key", "NNSXS.CE.SECRET"])
+        .failure()
+        .stderr_has("reads as a list of files")
+        .clean_errors();
+    assert!(
+        env.state.calls().iter().all(|c| c.command != "login"),
+        "{:?}",
+        env.state.calls()
+    );
+}

@@ -30,6 +30,10 @@ enum FaultKind {
     TransientOnce,
     Hang,
     Kill,
+    /// The write stops between two servers (real-cli-audit.md D5, D7): `delete` loses its
+    /// connection after the AS and NS steps, `create` hangs after the IS step until the
+    /// timeout kills it.
+    BetweenServers,
 }
 
 /// The ttn-lw-cli call that carries a step: command, deployment, and which matching call.
@@ -40,7 +44,7 @@ fn call_of(step: Step) -> (&'static str, &'static str, u32) {
         Step::Delete => ("end-devices delete", CE, 1),
         Step::Create => ("end-devices create", CLOUD, 1),
         // Verification reads the target back when `create`'s answer was lost: the first target
-        // `get` asks whether the device exists, the second reads its session.
+        // `get` asks which servers hold the device, the second reads its session.
         Step::Verify => ("end-devices get", CLOUD, 2),
     }
 }
@@ -104,7 +108,8 @@ fn journal_steps(work: &Path, device: &str) -> Vec<String> {
         .collect()
 }
 
-/// The device is on exactly one deployment, with its session, and the tool said where.
+/// The device is on exactly one deployment, whole, with its session (frame counters advanced
+/// by the uplinks it sent since, never set back), and the tool said where.
 #[track_caller]
 fn assert_not_lost(env: &Env, seeded: &Value, last: &Run, work: &Path) {
     let on_source = env.on_ce("dev-1");
@@ -115,9 +120,14 @@ fn assert_not_lost(env: &Env, seeded: &Value, last: &Run, work: &Path) {
         (Some(_), Some(_)) => panic!("device on both deployments\n{last:#?}"),
     };
     assert_eq!(
-        session_of(found),
-        session_of(seeded),
+        identity_of(found),
+        identity_of(seeded),
         "session changed\n{last:#?}"
+    );
+    let (now, before) = (counters_of(found), counters_of(seeded));
+    assert!(
+        now.iter().zip(before).all(|(n, b)| *n >= b),
+        "frame counters went back: {now:?} < {before:?}\n{last:#?}"
     );
     let steps = journal_steps(work, "dev-1");
     // A `failed` record notes an error; the step before it says where the device is.
@@ -152,6 +162,22 @@ fn assert_not_lost(env: &Env, seeded: &Value, last: &Run, work: &Path) {
 fn matrix_case(step: Step, kind: FaultKind) {
     let env = Env::new().with_profiles();
     let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    // The device lives: once it is on the target, it sends an uplink between any two calls of
+    // the tool (and gets a downlink now and then), during the migration, its resume, and after.
+    let first_call = env.state.commands_started();
+    for call in first_call + 1..first_call + 40 {
+        env.state
+            .deliver_after_call(call, CLOUD, APP, "dev-1", uplink());
+        if call % 5 == 0 {
+            env.state.deliver_after_call(
+                call,
+                CLOUD,
+                APP,
+                "dev-1",
+                Traffic::application_downlink(),
+            );
+        }
+    }
     let (command, deployment, nth) = call_of(step);
     if let Step::Verify = step {
         // The create's answer is lost the way the real CLI reports it: a gRPC Unavailable
@@ -178,6 +204,17 @@ fn matrix_case(step: Step, kind: FaultKind) {
         FaultKind::TransientOnce => Fault::unavailable(command),
         FaultKind::Hang => Fault::hang(command),
         FaultKind::Kill => Fault::delay_after_effect(command, 3_000),
+        FaultKind::BetweenServers => match step {
+            Step::Delete => Fault::error(
+                command,
+                "unknown",
+                "unknown",
+                "error reading from server: EOF",
+            )
+            .after(Registry::Ns),
+            Step::Create => Fault::hang(command).after(Registry::Is),
+            other => panic!("{other:?} writes to no server"),
+        },
     };
     env.state.add_fault(fault.on(deployment).nth(nth));
 
@@ -223,6 +260,14 @@ fn matrix_case(step: Step, kind: FaultKind) {
     };
     let last = last.clean_errors().no_keys_of(&seeded);
     assert_not_lost(&env, &seeded, &last, &work);
+    // And after: wherever it is, it keeps its session.
+    let home = if env.on_cloud("dev-1").is_some() {
+        CLOUD
+    } else {
+        CE
+    };
+    assert!(env.state.deliver(home, APP, "dev-1", uplink()));
+    assert_not_lost(&env, &seeded, &last, &work);
 }
 
 macro_rules! matrix {
@@ -249,10 +294,12 @@ matrix! {
     delete_transient_error: Delete, TransientOnce;
     delete_hang: Delete, Hang;
     delete_killed: Delete, Kill;
+    delete_stops_between_servers: Delete, BetweenServers;
     create_permanent_error: Create, Permanent;
     create_transient_error: Create, TransientOnce;
     create_hang: Create, Hang;
     create_killed: Create, Kill;
+    create_stops_between_servers: Create, BetweenServers;
     verify_permanent_error: Verify, Permanent;
     verify_transient_error: Verify, TransientOnce;
     verify_hang: Verify, Hang;
@@ -744,4 +791,410 @@ fn a_lost_create_answer_then_a_not_found_read_back_keeps_the_device_on_the_targe
         .clean_errors()
         .no_keys_of(&seeded);
     assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+}
+
+// Real-world failures (issue 10, real-cli-audit.md D2, D3, D5, D6, D7, E6/E7): each test failed
+// before its fix.
+
+/// D2: the device lived on the target after the migration (uplinks, a downlink). Its rollback
+/// carries the target's current session back, with the advanced counters, and removes it from
+/// the target: it is still ours although its counters differ from the export.
+#[test]
+fn a_device_that_lived_on_the_target_rolls_back_with_its_current_session() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .success();
+    for _ in 0..3 {
+        assert!(env.state.deliver(CLOUD, APP, "dev-1", uplink()));
+    }
+    assert!(env
+        .state
+        .deliver(CLOUD, APP, "dev-1", Traffic::application_downlink()));
+    let lived = counters_of(&env.on_cloud("dev-1").unwrap());
+    assert_eq!(lived[0], counters_of(&seeded)[0] + 3);
+
+    let last = env
+        .run(&["rollback", "w", "--yes"])
+        .success()
+        .stdout_has("rolled back to the source")
+        .no_keys_of(&seeded);
+    assert!(env.on_cloud("dev-1").is_none(), "{last:#?}");
+    let back = env.on_ce("dev-1").expect("back on the source");
+    assert_eq!(identity_of(&back), identity_of(&seeded));
+    assert_eq!(counters_of(&back), lived, "the stale export went back");
+}
+
+/// D2: `create`'s answer is lost and the device sends an uplink on the target before the tool
+/// reads it back: the read-back has a higher FCnt, and the device is still verified as ours.
+#[test]
+fn an_uplink_before_the_read_back_does_not_make_the_device_someone_elses() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    let lost = ttn_lw_cli_double::errors::defs::connection_lost();
+    env.state.add_fault(
+        Fault::error_after_effect(
+            "end-devices create",
+            &lost.namespace,
+            &lost.name,
+            &lost.message,
+        )
+        .on(CLOUD)
+        .nth(1),
+    );
+    let first_call = env.state.commands_started();
+    for call in first_call + 1..first_call + 20 {
+        env.state
+            .deliver_after_call(call, CLOUD, APP, "dev-1", uplink());
+    }
+    let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
+    args.extend(FAST);
+    let last = env
+        .run(&args)
+        .success()
+        .stdout_has("migrated, session verified")
+        .no_keys_of(&seeded);
+    assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+    assert!(counters_of(&env.on_cloud("dev-1").unwrap())[0] > counters_of(&seeded)[0]);
+}
+
+/// D2: a device the tool did not create (another session under the same ID) is never touched
+/// by a rollback; the tool says so and exits non-zero.
+#[test]
+fn a_rollback_never_deletes_a_device_with_another_session_and_says_so() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .success();
+    // Someone re-registers dev-1 on the target: another device (its own AppKey) with a session
+    // of its own.
+    let mut other = env.on_cloud("dev-1").unwrap();
+    other["root_keys"]["app_key"]["key"] = Value::String("0F1E2D3C4B5A69788796A5B4C3D2E1F0".into());
+    other["session"]["dev_addr"] = Value::String("27FF0042".into());
+    other["session"]["keys"]["session_key_id"] = Value::String("AQIDBAUGBwgJCgsMDQ4PEA==".into());
+    env.state.put_device(CLOUD, &other);
+
+    env.run(&["rollback", "w", "--yes"])
+        .failure()
+        .stderr_says("a different device with this ID is on the target")
+        .no_keys_of(&seeded);
+    assert_eq!(
+        env.on_cloud("dev-1"),
+        Some(other),
+        "someone else's device was touched"
+    );
+    assert_eq!(
+        identity_of(&env.on_ce("dev-1").unwrap()),
+        identity_of(&seeded)
+    );
+}
+
+/// D3: the Network Server is rate limited inside the detection `get` (ERROR line, exit 0, no
+/// `supports_join`). The detection is retried, never read as ABP: the OTAA device arrives
+/// with its root keys.
+#[test]
+fn a_rate_limited_network_server_during_detection_is_retried_not_read_as_abp() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.state.add_fault(
+        Fault::rate_limited("end-devices get")
+            .in_registry("ns")
+            .on(CE)
+            .nth(1),
+    );
+    let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
+    args.extend(FAST);
+    let last = env
+        .run(&args)
+        .success()
+        .stdout_has("OTAA")
+        .stdout_has("migrated, session verified")
+        .no_keys_of(&seeded);
+    assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+    let moved = env.on_cloud("dev-1").unwrap();
+    assert_eq!(moved["supports_join"], Value::Bool(true));
+    assert_eq!(
+        moved.pointer("/root_keys/app_key/key"),
+        seeded.pointer("/root_keys/app_key/key")
+    );
+}
+
+/// D3: the Network Server fails for good inside the detection `get`: refused before any delete.
+#[test]
+fn a_network_server_failing_during_detection_refuses_before_any_delete() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    let internal = Fault::error("end-devices get", "pkg/networkserver", "internal", "boom");
+    env.state
+        .add_fault(internal.in_registry("ns").on(CE).nth(1));
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .failure()
+        .stderr_says("Network Server failed inside `end-devices get`");
+    assert_eq!(env.on_ce("dev-1"), Some(seeded));
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+/// D6: the device re-joined on the source and has sent no uplink since: its `session` is
+/// stale. Refused before any delete, with the advice to wait for its next uplink; after that
+/// uplink `resume` migrates the new session.
+#[test]
+fn a_rejoined_device_is_refused_before_any_delete_until_its_next_uplink() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    let keys = serde_json::json!({"session_key_id": "AZZZZZZZZZZZZZZZZZZZZw==",
+        "f_nwk_s_int_key": {"key": "33333333333333333333333333333333"},
+        "s_nwk_s_int_key": {"key": "33333333333333333333333333333333"},
+        "nwk_s_enc_key": {"key": "33333333333333333333333333333333"},
+        "app_s_key": {"key": "44444444444444444444444444444444"}});
+    assert!(env
+        .state
+        .deliver(CE, APP, "dev-1", Traffic::rejoin("260B9999", keys)));
+    let rejoined = env.on_ce("dev-1").unwrap();
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .failure()
+        .stderr_says("Wait for its next uplink")
+        .no_keys_of(&rejoined);
+    assert_eq!(env.on_ce("dev-1"), Some(rejoined));
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+
+    assert!(env.state.deliver(CE, APP, "dev-1", uplink()));
+    let current = env.on_ce("dev-1").unwrap();
+    assert_eq!(current["session"]["dev_addr"], "260B9999");
+    env.run(&["resume", "w"])
+        .success()
+        .stdout_has("migrated, session verified");
+    let moved = env.on_cloud("dev-1").unwrap();
+    assert_eq!(identity_of(&moved), identity_of(&current));
+    assert!(moved.get("pending_session").is_none());
+}
+
+/// D5: the source's delete stops after the Application Server (the Network Server refuses):
+/// the device is half-deleted. The tool asks every server, finishes the delete, and only then
+/// imports; it never reports the device as on the source.
+#[test]
+fn a_delete_that_stops_between_servers_is_finished_before_the_import() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.state.add_fault(
+        Fault::error(
+            "end-devices delete",
+            "pkg/networkserver",
+            "internal",
+            "internal error",
+        )
+        .after(Registry::As)
+        .on(CE)
+        .nth(1),
+    );
+    let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
+    args.extend(FAST);
+    let last = env
+        .run(&args)
+        .success()
+        .stdout_has("migrated, session verified");
+    assert!(
+        env.registries_on(CE, "dev-1").is_empty(),
+        "left on the source"
+    );
+    assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+    let steps = journal_steps(&env.cwd().join("w"), "dev-1");
+    assert!(
+        steps.contains(&"delete-incomplete".to_string()),
+        "{steps:?}"
+    );
+    assert!(!steps.contains(&"delete-refused".to_string()), "{steps:?}");
+}
+
+/// D5: the finishing delete fails too: the device is reported half-deleted, never "on the
+/// source", and `resume` finishes it.
+#[test]
+fn a_half_deleted_device_is_never_reported_as_on_the_source() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    for nth in 1..=2 {
+        env.state.add_fault(
+            Fault::error(
+                "end-devices delete",
+                "pkg/networkserver",
+                "internal",
+                "internal error",
+            )
+            .after(Registry::As)
+            .on(CE)
+            .nth(nth),
+        );
+    }
+    let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
+    args.extend(FAST);
+    let first = env
+        .run(&args)
+        .failure()
+        .stderr_says("partly deleted from the source");
+    assert!(
+        !first.stdout.contains("[device is on the source]"),
+        "{first:#?}"
+    );
+    assert_eq!(
+        env.registries_on(CE, "dev-1"),
+        [Registry::Is, Registry::Js, Registry::Ns]
+    );
+    let mut resume = vec!["resume", "w"];
+    resume.extend(FAST);
+    let last = env.run(&resume).success();
+    assert!(env.registries_on(CE, "dev-1").is_empty());
+    assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+}
+
+/// D7: `create` is killed at the timeout after the Identity Server step: an IS-only device on
+/// the target. The journal says this migration's import started and the target had no such
+/// device before, so the leftover is deleted and the device created again.
+#[test]
+fn a_create_killed_between_servers_is_deleted_and_created_again() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.state.add_fault(
+        Fault::hang("end-devices create")
+            .after(Registry::Is)
+            .on(CLOUD)
+            .nth(1),
+    );
+    let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
+    args.extend(FAST);
+    let first = env.run(&args);
+    let last = if first.stderr.contains("Continue with:") {
+        wait_for_no_process(&env);
+        let mut resume = vec!["resume", "w"];
+        resume.extend(FAST);
+        env.run(&resume)
+    } else {
+        first
+    };
+    let last = last.success().stdout_has("migrated, session verified");
+    assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+    assert!(env.writes().contains(&"end-devices delete".to_string()));
+}
+
+/// D7: a half-created device that this migration did not make (it was there before) is never
+/// deleted: the target's listing before the first delete shows it (the IS holds it), and the
+/// device is left on the source as a conflict.
+#[test]
+fn a_half_created_device_someone_else_left_is_never_deleted() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    let mut leftover = seeded.clone();
+    leftover["network_server_address"] = Value::String(CLOUD.into());
+    leftover["application_server_address"] = Value::String(CLOUD.into());
+    leftover["join_server_address"] = Value::String(CLOUD.into());
+    env.state
+        .put_partial_device(CLOUD, &leftover, &[Registry::Is]);
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .code(3)
+        .stdout_has("dev-1  conflict");
+    assert_eq!(env.on_ce("dev-1"), Some(seeded));
+    assert_eq!(env.registries_on(CLOUD, "dev-1"), [Registry::Is]);
+    assert!(env.writes().is_empty(), "{:?}", env.writes());
+}
+
+/// E6: `create`'s answer is lost with an error the tool does not know: the target is asked
+/// before anything else happens, and the device found there is verified (no rollback).
+#[test]
+fn a_lost_create_answer_with_an_unknown_error_is_checked_with_a_get() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.state.add_fault(
+        Fault::error_after_effect(
+            "end-devices create",
+            "unknown",
+            "unknown",
+            "stream terminated by RST_STREAM with error code: INTERNAL_ERROR",
+        )
+        .on(CLOUD)
+        .nth(1),
+    );
+    let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
+    args.extend(FAST);
+    let last = env
+        .run(&args)
+        .success()
+        .stdout_has("migrated, session verified");
+    assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+    let steps = journal_steps(&env.cwd().join("w"), "dev-1");
+    assert!(
+        !steps.iter().any(|s| s.starts_with("rollback")),
+        "{steps:?}"
+    );
+}
+
+/// E7: after a lost `create` answer, the Network Server is rate limited inside the `get`
+/// that checks the target: retried, never read as "not ours" or "not there".
+#[test]
+fn a_rate_limited_network_server_inside_a_check_of_the_target_is_retried() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    let lost = ttn_lw_cli_double::errors::defs::connection_lost();
+    env.state.add_fault(
+        Fault::error_after_effect(
+            "end-devices create",
+            &lost.namespace,
+            &lost.name,
+            &lost.message,
+        )
+        .on(CLOUD)
+        .nth(1),
+    );
+    for nth in 1..=2 {
+        env.state.add_fault(
+            Fault::rate_limited("end-devices get")
+                .in_registry("ns")
+                .on(CLOUD)
+                .nth(nth),
+        );
+    }
+    let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
+    args.extend(FAST);
+    let last = env
+        .run(&args)
+        .success()
+        .stdout_has("migrated, session verified");
+    assert_not_lost(&env, &seeded, &last, &env.cwd().join("w"));
+}
+
+/// The device re-joined on the target after the migration (new DevAddr and session keys, same
+/// root keys) and sent an uplink: it is still this migration's device, and its rollback carries
+/// the new session back.
+#[test]
+fn a_device_that_rejoined_on_the_target_rolls_back_with_its_new_session() {
+    let env = Env::new().with_profiles();
+    let seeded = env.seed_ce("otaa-eu1", "dev-1");
+    env.run(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
+        .success();
+    let keys = serde_json::json!({"session_key_id": "AZZZZZZZZZZZZZZZZZZZZw==",
+        "f_nwk_s_int_key": {"key": "55555555555555555555555555555555"},
+        "s_nwk_s_int_key": {"key": "55555555555555555555555555555555"},
+        "nwk_s_enc_key": {"key": "55555555555555555555555555555555"},
+        "app_s_key": {"key": "66666666666666666666666666666666"}});
+    assert!(env
+        .state
+        .deliver(CLOUD, APP, "dev-1", Traffic::rejoin("27FF0042", keys)));
+
+    // Not yet confirmed by an uplink: refused, nothing changes.
+    let pending = env.on_cloud("dev-1").unwrap();
+    env.run(&["rollback", "w", "--yes"])
+        .failure()
+        .stderr_says("wait for its next uplink")
+        .no_keys_of(&pending);
+    assert_eq!(env.on_cloud("dev-1"), Some(pending));
+    assert!(env.on_ce("dev-1").is_none());
+
+    assert!(env.state.deliver(CLOUD, APP, "dev-1", uplink()));
+    let joined = env.on_cloud("dev-1").unwrap();
+    assert_eq!(joined["session"]["dev_addr"], "27FF0042");
+    env.run(&["rollback", "w", "--yes"])
+        .success()
+        .stdout_has("rolled back to the source")
+        .no_keys_of(&joined);
+    assert!(env.on_cloud("dev-1").is_none());
+    let back = env.on_ce("dev-1").expect("back on the source");
+    assert_eq!(identity_of(&back), identity_of(&joined));
+    assert_ne!(identity_of(&back), identity_of(&seeded));
 }

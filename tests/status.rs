@@ -207,3 +207,37 @@ fn a_removed_profile_is_named_with_the_way_back() {
         .stderr_says("(`ttn-session-migrate profile add ce --host HOST`, then log in)");
     env.run(&["status", "w"]).success();
 }
+
+/// A delete that stopped between two servers (audit D5) shows as partly there, not present.
+#[test]
+fn check_tells_a_half_deleted_device_from_a_present_one() {
+    let env = Env::new().with_profiles();
+    env.seed_ce("otaa-eu1", "dev-1");
+    for nth in 1..=2 {
+        env.state.add_fault(
+            Fault::error(
+                "end-devices delete",
+                "pkg/networkserver",
+                "internal",
+                "internal error",
+            )
+            .after(Registry::As)
+            .on(CE)
+            .nth(nth),
+        );
+    }
+    env.run(&[
+        "migrate",
+        "app-1",
+        "dev-1",
+        "--yes",
+        "--work-dir",
+        "w",
+        "--retry-delay-ms",
+        "10",
+    ])
+    .failure();
+    env.run(&["status", "w", "--check"]).success().stdout_says(
+        "[source: partly (a delete or create stopped between servers), target: absent]",
+    );
+}

@@ -5,8 +5,10 @@ use anyhow::Result;
 
 use super::Context;
 use crate::cli::StatusArgs;
+use crate::device::{registry_errors, ActivationMode};
 use crate::exit::{Exit, ResultExt as _};
 use crate::journal::WorkDir;
+use crate::status::Found;
 use crate::ttn_lw_cli::ErrorKind;
 
 pub fn status(context: &Context, args: &StatusArgs) -> Result<Exit> {
@@ -16,14 +18,32 @@ pub fn status(context: &Context, args: &StatusArgs) -> Result<Exit> {
     if args.check {
         let migration = super::migrate::recorded_migration(context, &manifest).or_refused()?;
         let cli = context.ttn_lw_cli(Some(&args.calls)).or_refused()?;
-        let exists = |invocation| match cli.run(&invocation) {
-            Ok(_) => Some(true),
-            Err(e) if e.kind == ErrorKind::NotFound => Some(false),
-            Err(_) => None,
+        // Which servers hold the device: a half-done delete or create shows as partly there.
+        let found = |invocation| match cli.run(&invocation) {
+            Ok(output) => {
+                let errors = registry_errors(&output.stderr);
+                if errors.is_empty() {
+                    Found::Present
+                } else if errors.iter().all(|e| e.device_absent()) {
+                    Found::Partly
+                } else {
+                    Found::NoAnswer
+                }
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => Found::Absent,
+            Err(_) => Found::NoAnswer,
         };
         for device in &mut status.devices {
-            device.on_source = Some(exists(migration.exists_on_source(&device.device_id)));
-            device.on_target = Some(exists(migration.exists_on_target(&device.device_id)));
+            // Before its detection a device has not left the source: its Join Server part is
+            // not asked about then.
+            let mode = work
+                .journal(&device.device_id)
+                .ok()
+                .and_then(|journal| journal.mode())
+                .or(manifest.mode)
+                .unwrap_or(ActivationMode::Abp);
+            device.on_source = Some(found(migration.presence_on_source(&device.device_id, mode)));
+            device.on_target = Some(found(migration.presence_on_target(&device.device_id, mode)));
         }
     }
     if args.json {

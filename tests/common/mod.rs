@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-pub use ttn_lw_cli_double::{DoubleState, Fault};
+pub use ttn_lw_cli_double::state::complete_registries;
+pub use ttn_lw_cli_double::{DoubleState, Fault, Receiver, Registry, Traffic};
 
 pub const CE: &str = "eu1.cloud.thethings.network";
 pub const CLOUD: &str = "acme.eu1.cloud.thethings.industries";
@@ -114,12 +115,35 @@ impl Env {
         device
     }
 
+    /// The device on Community Edition when every server holds it; `None` when absent.
+    /// Panics on a partial device (a create or delete stopped between two servers), which no
+    /// test may leave behind unnoticed: see [`Env::registries_on`].
+    #[track_caller]
     pub fn on_ce(&self, device_id: &str) -> Option<Value> {
-        self.state.device(CE, APP, device_id)
+        self.complete_on(CE, device_id)
     }
 
+    /// The same on the Cloud.
+    #[track_caller]
     pub fn on_cloud(&self, device_id: &str) -> Option<Value> {
-        self.state.device(CLOUD, APP, device_id)
+        self.complete_on(CLOUD, device_id)
+    }
+
+    #[track_caller]
+    fn complete_on(&self, host: &str, device_id: &str) -> Option<Value> {
+        let device = self.state.device(host, APP, device_id)?;
+        let held = self.state.registries(host, APP, device_id);
+        assert_eq!(
+            held,
+            complete_registries(&device),
+            "device {device_id} on {host} is held by only some servers"
+        );
+        Some(device)
+    }
+
+    /// The servers of `host` that hold the device (empty when absent).
+    pub fn registries_on(&self, host: &str, device_id: &str) -> Vec<Registry> {
+        self.state.registries(host, APP, device_id)
     }
 
     /// The commands the double saw, as `command` names, without the set-up calls.
@@ -494,6 +518,34 @@ pub fn keys_of(doc: &Value) -> Vec<String> {
     }
     walk(doc, &mut keys);
     keys
+}
+
+/// An uplink, heard by a gateway of the deployment.
+pub fn uplink() -> Traffic {
+    Traffic::uplink(&[Receiver::gateway("gw-1", Some("58A0CBFFFE800101"))])
+}
+
+/// What makes a session this device's: DevAddr, session key ID, session keys and the root key.
+/// Unlike [`session_of`] it leaves out the frame counters and the MAC state, which move with
+/// traffic.
+pub fn identity_of(doc: &Value) -> Value {
+    let mut session = session_of(doc);
+    let map = session.as_object_mut().unwrap();
+    for moving in [
+        "last_f_cnt_up",
+        "last_n_f_cnt_down",
+        "last_a_f_cnt_down",
+        "mac_state",
+    ] {
+        map.remove(moving);
+    }
+    session
+}
+
+/// The frame counters (up, network down, application down); absent is 0.
+pub fn counters_of(doc: &Value) -> [u64; 3] {
+    ["last_f_cnt_up", "last_n_f_cnt_down", "last_a_f_cnt_down"]
+        .map(|c| doc["session"][c].as_u64().unwrap_or(0))
 }
 
 /// The session fields that must survive a migration.

@@ -15,7 +15,7 @@ use crate::interrupt::{self, Interrupt};
 use crate::journal::WorkDir;
 use crate::lifecycle::Goal;
 use crate::next_step::NextStep;
-use crate::outcome::{count, DeviceReport, FailureKind, Outcome, Summary};
+use crate::outcome::{count, first_few, DeviceReport, FailureKind, Outcome, Summary};
 use crate::output::{self, outln, Progress};
 use crate::plan::Migration;
 use crate::report::Destination;
@@ -254,24 +254,13 @@ pub fn ask(question: &str, yes: bool) -> Result<()> {
     Ok(())
 }
 
+/// `12 devices (a, b, … and 2 more)`.
 fn list_devices(devices: &[String]) -> String {
-    const SHOWN: usize = 10;
-    let mut text = format!(
-        "{} device{} ({}",
-        devices.len(),
-        if devices.len() == 1 { "" } else { "s" },
-        devices
-            .iter()
-            .take(SHOWN)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if devices.len() > SHOWN {
-        text.push_str(&format!(", and {} more", devices.len() - SHOWN));
-    }
-    text.push(')');
-    text
+    format!(
+        "{} ({})",
+        count(devices.len(), "device", "devices"),
+        first_few(devices, 10)
+    )
 }
 
 pub fn resume_command(work: &Path) -> String {

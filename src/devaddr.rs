@@ -18,6 +18,7 @@ use std::fmt;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::outcome::{count, first_few};
 use crate::profile::{Deployment, Profile};
 use crate::ttn_lw_cli::{Invocation, TtnLwCli};
 
@@ -208,7 +209,7 @@ impl GatewayCheck {
     /// The warning for the confirmation, before any device is read: from the source's block.
     /// `None` when the target's prefixes cover the source's block, or when nothing is known.
     pub fn before_migration(&self, device_count: usize) -> Option<String> {
-        let devices = plural(device_count, "selected device");
+        let devices = count(device_count, "selected device", "selected devices");
         match (&self.prefixes, &self.source_block) {
             (Ok(prefixes), Some((_, block))) if !prefixes.covers(block) => Some(format!(
                 "Gateways: a migrated session keeps its DevAddr ({devices}, in {block} on the \
@@ -257,14 +258,10 @@ impl GatewayCheck {
         }
         let known = devices.iter().filter(|(_, a)| a.is_some()).count();
         const SHOWN: usize = 10;
-        let mut list: Vec<String> = outside
+        let list: Vec<String> = outside
             .iter()
-            .take(SHOWN)
             .map(|(device, dev_addr)| format!("{device} {}", dev_addr.as_deref().unwrap_or("-")))
             .collect();
-        if outside.len() > SHOWN {
-            list.push(format!("and {} more", outside.len() - SHOWN));
-        }
         let prefixes = self
             .prefixes
             .as_ref()
@@ -280,17 +277,9 @@ impl GatewayCheck {
              gateways: {GATEWAY_MIGRATION_URL}",
             self.target,
             outside.len(),
-            plural(known, noun),
-            list.join(", "),
+            count(known, noun, &format!("{noun}s")),
+            first_few(&list, SHOWN),
         ))
-    }
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }
 

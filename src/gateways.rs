@@ -21,6 +21,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::outcome::{count, first_few};
 use crate::runner::Calls;
 use crate::ttn_lw_cli::Invocation;
 
@@ -384,7 +385,7 @@ impl Summary {
             rows.push([
                 row.gateway.id.clone().unwrap_or_else(|| "-".into()),
                 row.gateway.eui.clone().unwrap_or_else(|| "-".into()),
-                devices_cell(&row.devices),
+                first_few(&row.devices, 3),
                 row.target_cell(),
             ]);
         }
@@ -413,35 +414,13 @@ impl Summary {
         } else {
             out.push_str(&format!(
                 "\n{} heard by no gateway connected to the target:\n",
-                plural(self.unheard.len(), "device")
+                count(self.unheard.len(), "device", "devices")
             ));
             for unheard in &self.unheard {
                 out.push_str(&format!("  {}  {}\n", unheard.device_id, unheard.reason));
             }
         }
         out
-    }
-}
-
-fn devices_cell(devices: &[String]) -> String {
-    const SHOWN: usize = 3;
-    let mut cell = devices
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if devices.len() > SHOWN {
-        cell.push_str(&format!(" and {} more", devices.len() - SHOWN));
-    }
-    cell
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }
 

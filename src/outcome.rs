@@ -224,6 +224,20 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `a, b, c and 7 more`: the first `shown` of `items`, and how many more there are.
+pub fn first_few(items: &[String], shown: usize) -> String {
+    let mut text = items
+        .iter()
+        .take(shown)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > shown {
+        text.push_str(&format!(" and {} more", items.len() - shown));
+    }
+    text
+}
+
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe(Goal::Migrate))
@@ -256,5 +270,13 @@ mod tests {
             "1 rolled back, 0 failed, 1 skipped"
         );
         assert_eq!(count(1, "device", "devices"), "1 device");
+    }
+
+    #[test]
+    fn long_lists_are_shortened_to_their_first_few() {
+        let ids: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        assert_eq!(first_few(&ids, 4), "a, b, c, d");
+        assert_eq!(first_few(&ids, 2), "a, b and 2 more");
+        assert_eq!(first_few(&[], 2), "");
     }
 }

@@ -132,21 +132,6 @@ pub fn header(work: &WorkDir, manifest: &Manifest, status: &Status) -> String {
     )
 }
 
-/// `a, b, c and 7 more`.
-pub fn first_few(devices: &[String]) -> String {
-    const SHOWN: usize = 5;
-    let mut text = devices
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if devices.len() > SHOWN {
-        text.push_str(&format!(" and {} more", devices.len() - SHOWN));
-    }
-    text
-}
-
 /// The human view: one line per device, padded to the longest ID, then the counts.
 pub fn render(manifest: &Manifest, status: &Status) -> String {
     let width = status

@@ -12,7 +12,7 @@ use super::Context;
 use crate::batch::{self, Batch};
 use crate::journal::WorkDir;
 use crate::next_step::NextStep;
-use crate::outcome::{DeviceReport, Outcome};
+use crate::outcome::{self, DeviceReport, Outcome};
 use crate::plan::Migration;
 use crate::runner::Calls;
 use crate::ttn_lw_cli::quote;
@@ -44,9 +44,9 @@ pub fn run(
     if !context.cli.quiet {
         eprintln!(
             "Canary: migrating {} first ({}); the rest ({}) waits until the canaries are heard on the target.",
-            plural(canaries.len(), "device"),
+            outcome::count(canaries.len(), "device", "devices"),
             canaries.join(", "),
-            plural(rest.len(), "device")
+            outcome::count(rest.len(), "device", "devices")
         );
     }
     let mut reports = batch::run(calls, migration, work, canaries, batch);
@@ -69,14 +69,14 @@ pub fn run(
         Some(format!(
             "the {canary} {} {was} not migrated (see above), so the rest ({}) was not touched",
             not_migrated.join(", "),
-            plural(rest.len(), "device")
+            outcome::count(rest.len(), "device", "devices")
         ))
     } else {
         if !context.cli.quiet {
             eprintln!(
                 "\nCanary: waiting up to {} for {} to be heard on the target.",
                 humantime::format_duration(watch),
-                plural(canaries.len(), "device")
+                outcome::count(canaries.len(), "device", "devices")
             );
         }
         let heard = watch_work_dir(context, work, &WatchOptions::for_duration(watch))?;
@@ -86,7 +86,7 @@ pub fn run(
                  gateways do not reach the target yet, so the rest ({}) was not touched: it would \
                  go dark the same way",
                 humantime::format_duration(watch),
-                plural(rest.len(), "device")
+                outcome::count(rest.len(), "device", "devices")
             )
         })
     };
@@ -95,7 +95,7 @@ pub fn run(
         crate::interrupt::was_interrupted().then(|| {
             format!(
                 "stopped by a signal, so the rest ({}) was not touched",
-                plural(rest.len(), "device")
+                outcome::count(rest.len(), "device", "devices")
             )
         })
     });
@@ -112,7 +112,7 @@ pub fn run(
     if !context.cli.quiet {
         eprintln!(
             "\nCanary: every canary was heard on the target; migrating the rest ({}).",
-            plural(rest.len(), "device")
+            outcome::count(rest.len(), "device", "devices")
         );
     }
     reports.extend(batch::run(calls, migration, work, rest, batch));
@@ -145,12 +145,4 @@ fn rollback_command(work: &WorkDir, devices: &[&str]) -> String {
         command.push_str(&quote(device));
     }
     command
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
 }

@@ -8,6 +8,7 @@ use crate::cli::GatewaysArgs;
 use crate::devaddr::{read_target_prefixes, GatewayCheck};
 use crate::device::{validate_id, wrong_cluster};
 use crate::gateways::{look_up, DeviceGateways, Summary, SELECT_FLAG};
+use crate::outcome::count;
 use crate::selection::list_device_ids;
 use crate::ttn_lw_cli::{Invocation, TtnLwCli};
 
@@ -84,7 +85,7 @@ pub fn gateways(context: &Context, args: &GatewaysArgs) -> Result<bool> {
     } else {
         println!(
             "Gateways that heard {} of {app} on {}, and their state on {}:\n",
-            plural(devices.len(), "device"),
+            count(devices.len(), "device", "devices"),
             source.deployment(),
             target.deployment()
         );
@@ -108,13 +109,5 @@ fn read_device(cli: &TtnLwCli, get: &Invocation) -> Result<Value> {
     match wrong_cluster(&doc, &output.stderr) {
         Some(problem) => Err(anyhow!("{problem}")),
         None => Ok(doc),
-    }
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }

@@ -18,7 +18,7 @@ use crate::device::{validate_id, ActivationMode};
 use crate::exit::{refused, usage, Exit, ResultExt as _};
 use crate::journal::{Manifest, WorkDir};
 use crate::lifecycle::Goal;
-use crate::outcome::{count, DeviceReport, Outcome};
+use crate::outcome::{count, first_few, DeviceReport, Outcome};
 use crate::output::{self, outln, Activity};
 use crate::plan::Migration;
 use crate::report::Destination;
@@ -371,7 +371,7 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<Exit> {
             &format!(
                 "Start {} that never started ({}), from {} to {}? Each is deleted from the source once its export is saved.",
                 count(starting.len(), "device", "devices"),
-                status::first_few(&starting),
+                first_few(&starting, 5),
                 migration.source.deployment(),
                 migration.target.deployment()
             ),

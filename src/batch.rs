@@ -292,9 +292,11 @@ pub fn finish(reports: &[DeviceReport], work: &Path, goal: Goal) -> Exit {
     let warned: Vec<&DeviceReport> = reports.iter().filter(|r| !r.warnings.is_empty()).collect();
     if !warned.is_empty() {
         eprintln!("Warnings:");
+        let width = crate::terminal::width();
         for report in warned {
             for warning in &report.warnings {
-                eprintln!("  {}: {warning}", report.device_id);
+                let device = format!("  {}: ", report.device_id);
+                eprintln!("{}", crate::terminal::hang(&device, warning, width));
             }
         }
     }
@@ -479,7 +481,7 @@ pub fn dry_run(
         outln!();
         for line in survey::headline(migration, survey)
             .lines()
-            .chain(summary.render().lines())
+            .chain(summary.render(crate::terminal::width() - 2).lines())
         {
             match line.is_empty() {
                 true => outln!("#"),

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::outcome::{count, first_few};
 use crate::runner::Calls;
+use crate::terminal::hang;
 use crate::ttn_lw_cli::Invocation;
 
 /// The gateway ID Packet Broker uplinks carry.
@@ -373,8 +374,9 @@ impl Summary {
         self.unheard.iter().map(|u| u.device_id.as_str()).collect()
     }
 
-    /// The table, then the devices without a connected gateway.
-    pub fn render(&self) -> String {
+    /// The table, then the devices without a connected gateway, in `width` columns: the
+    /// columns stay aligned, the last cell and the reasons wrap under their first line.
+    pub fn render(&self, width: usize) -> String {
         let mut rows = vec![[
             "GATEWAY".to_string(),
             "EUI".to_string(),
@@ -397,16 +399,17 @@ impl Summary {
             out.push_str("No gateway of the source recorded an uplink of these devices.\n");
         } else {
             for row in &rows {
-                out.push_str(&format!(
-                    "{:w0$}  {:w1$}  {:w2$}  {}\n",
+                let columns = format!(
+                    "{:w0$}  {:w1$}  {:w2$}  ",
                     row[0],
                     row[1],
                     row[2],
-                    row[3],
                     w0 = widths[0],
                     w1 = widths[1],
                     w2 = widths[2]
-                ));
+                );
+                out.push_str(&hang(&columns, &row[3], width));
+                out.push('\n');
             }
         }
         if self.unheard.is_empty() {
@@ -417,7 +420,9 @@ impl Summary {
                 count(self.unheard.len(), "device", "devices")
             ));
             for unheard in &self.unheard {
-                out.push_str(&format!("  {}  {}\n", unheard.device_id, unheard.reason));
+                let device = format!("  {}  ", unheard.device_id);
+                out.push_str(&hang(&device, &unheard.reason, width));
+                out.push('\n');
             }
         }
         out
@@ -517,7 +522,17 @@ mod tests {
         assert_eq!(asked, ["AA00000000000001", "AA00000000000002"]);
         assert_eq!(summary.gateways[0].devices, ["dev-1", "dev-2"]);
         assert_eq!(summary.unheard_devices(), ["dev-3", "dev-4"]);
-        let text = summary.render();
+        let text = summary.render(100);
+        let narrow = summary.render(60);
+        for line in narrow.lines() {
+            assert!(line.chars().count() <= 60, "{line:?} in\n{narrow}");
+        }
+        assert!(
+            narrow.contains(
+                "  dev-4  heard only through Packet Broker: a gateway of\n         another network"
+            ),
+            "{narrow}"
+        );
         assert!(
             text.contains("gw-cloud  AA00000000000001  dev-1, dev-2  connected"),
             "{text}"

@@ -50,6 +50,35 @@ pub fn wrap(text: &str) -> String {
     wrap_with(text, width(), 2)
 }
 
+/// `prefix` as it is (a table's columns, a device ID), then `text` wrapped at words into the
+/// columns left of `width`; continuation lines start under the text (or 4 columns in, when the
+/// prefix takes half the width or more).
+pub fn hang(prefix: &str, text: &str, width: usize) -> String {
+    let columns = prefix.chars().count();
+    let indent = if columns * 2 < width { columns } else { 4 };
+    let mut out = prefix.to_string();
+    let mut used = columns;
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        let length = word.chars().count();
+        let first_on_prefix = empty && used == columns && columns > indent;
+        if (!empty || first_on_prefix) && used + usize::from(!empty) + length > width {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+            used = indent;
+            empty = true;
+        }
+        if !empty {
+            out.push(' ');
+            used += 1;
+        }
+        out.push_str(word);
+        used += length;
+        empty = false;
+    }
+    out
+}
+
 /// Prints to standard error, wrapped.
 pub fn eprint_wrapped(text: &str) {
     eprintln!("{}", wrap(text));
@@ -74,6 +103,30 @@ mod tests {
             text.split_whitespace().collect::<Vec<_>>()
         );
         assert!(wrapped.lines().nth(1).unwrap().starts_with("  "));
+    }
+
+    #[test]
+    fn a_hanging_cell_keeps_its_prefix_and_wraps_under_its_text() {
+        let prefix = "  dev-3  ";
+        let text = "heard only through Packet Broker: a gateway of another network, which keeps routing this DevAddr to the source";
+        let cell = hang(prefix, text, 60);
+        let lines: Vec<&str> = cell.lines().collect();
+        assert!(lines.len() > 1, "{cell}");
+        assert!(lines[0].starts_with("  dev-3  heard only"), "{cell}");
+        for line in &lines {
+            assert!(line.chars().count() <= 60, "{line:?}");
+        }
+        for line in &lines[1..] {
+            assert!(line.starts_with(&" ".repeat(prefix.len())), "{line:?}");
+            assert!(!line[prefix.len()..].starts_with(' '), "{line:?}");
+        }
+        assert_eq!(hang("  a  ", "short", 60), "  a  short");
+        // A prefix of over half the width: the text goes on 4 columns in.
+        let wide = format!("{:50}", "columns");
+        assert_eq!(
+            hang(&wide, "registered, not connected", 62),
+            format!("{wide}registered,\n    not connected")
+        );
     }
 
     #[test]

@@ -42,12 +42,12 @@ pub fn run(
 ) -> Result<(Vec<DeviceReport>, Canary)> {
     let (canaries, rest) = devices.split_at(count.min(devices.len()));
     if !context.cli.quiet {
-        eprintln!(
+        crate::terminal::eprint_wrapped(&format!(
             "Canary: migrating {} first ({}); the rest ({}) waits until the canaries are heard on the target.",
             outcome::count(canaries.len(), "device", "devices"),
             canaries.join(", "),
             outcome::count(rest.len(), "device", "devices")
-        );
+        ));
     }
     let mut reports = batch::run(calls, migration, work, canaries, batch);
     let migrated: Vec<&str> = reports
@@ -73,11 +73,11 @@ pub fn run(
         ))
     } else {
         if !context.cli.quiet {
-            eprintln!(
+            crate::terminal::eprint_wrapped(&format!(
                 "\nCanary: waiting up to {} for {} to be heard on the target.",
                 humantime::format_duration(watch),
                 outcome::count(canaries.len(), "device", "devices")
-            );
+            ));
         }
         let heard = watch_work_dir(context, work, &WatchOptions::for_duration(watch))?;
         (!heard).then(|| {
@@ -110,10 +110,10 @@ pub fn run(
         return Ok((reports, Canary::WentOn));
     }
     if !context.cli.quiet {
-        eprintln!(
+        crate::terminal::eprint_wrapped(&format!(
             "\nCanary: every canary was heard on the target; migrating the rest ({}).",
             outcome::count(rest.len(), "device", "devices")
-        );
+        ));
     }
     reports.extend(batch::run(calls, migration, work, rest, batch));
     Ok((reports, Canary::WentOn))

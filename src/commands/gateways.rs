@@ -89,7 +89,7 @@ pub fn gateways(context: &Context, args: &GatewaysArgs) -> Result<bool> {
             source.deployment(),
             target.deployment()
         );
-        print!("{}", summary.render());
+        print!("{}", summary.render(crate::terminal::width()));
         if let Some(warning) = dev_addr_warning {
             println!("\n{warning}");
         }

@@ -178,7 +178,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
         let summary = survey.summary(&cli, &migration.target.path);
         if !context.cli.quiet {
             crate::terminal::eprint_wrapped(&survey::headline(&migration, survey));
-            eprintln!("{}", summary.render());
+            eprintln!("{}", summary.render(crate::terminal::width()));
         }
         if args.require_gateways {
             let refused = survey.refusals(&summary);

@@ -100,7 +100,10 @@ impl Progress for PlainProgress {
     fn retrying(&self, device: &str, step: &str, error: &str) {
         if !self.quiet {
             let _guard = self.lock.lock();
-            eprintln!("{device}: {step} failed, retrying: {error}");
+            eprintln!(
+                "{}",
+                wrap(&format!("{device}: {step} failed, retrying: {error}"))
+            );
         }
     }
 

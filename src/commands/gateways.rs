@@ -83,18 +83,19 @@ pub fn gateways(context: &Context, args: &GatewaysArgs) -> Result<bool> {
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        println!(
-            "Gateways that heard {} of {app} on {}, and their state on {}:\n",
+        let heading = format!(
+            "Gateways that heard {} of {app} on {}, and their state on {}:",
             count(devices.len(), "device", "devices"),
             source.deployment(),
             target.deployment()
         );
+        println!("{}\n", crate::terminal::wrap(&heading));
         print!("{}", summary.render(crate::terminal::width()));
         if let Some(warning) = dev_addr_warning {
-            println!("\n{warning}");
+            println!("\n{}", crate::terminal::wrap(&warning));
         }
         for (device, error) in &unreadable {
-            eprintln!("{device}: could not be read: {error}");
+            crate::terminal::eprint_wrapped(&format!("{device}: could not be read: {error}"));
         }
     }
     Ok(unreadable.is_empty())

@@ -89,7 +89,7 @@ pub fn watch_work_dir(context: &Context, work: &WorkDir, options: &WatchOptions)
     }
     let (heard, on_target) = count(&results);
     let silent = on_target - heard;
-    println!(
+    let closing = format!(
         "\n{heard} of {on_target} heard on the target{}",
         if silent == 0 {
             ".".to_string()
@@ -102,6 +102,7 @@ pub fn watch_work_dir(context: &Context, work: &WorkDir, options: &WatchOptions)
             )
         }
     );
+    println!("{}", crate::terminal::wrap(&closing));
     if let Some(path) = &options.report {
         write_durably(path, &serde_json::to_vec_pretty(&results)?)?;
     }

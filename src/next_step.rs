@@ -20,6 +20,9 @@ pub enum NextStep {
     FixTargetThenMigrateAgain,
     /// The tool cannot tell where the device is: look in the Console; the export is kept.
     CheckConsole { export_dir: PathBuf },
+    /// Rolled back, but the target holds a device with this ID that this migration did not
+    /// create (left alone): look at it in the target's Console; the export is kept.
+    CheckTarget { export_dir: PathBuf },
     /// A device with this ID is already in the target application.
     ResolveConflict,
     /// The source has no such device: a typo, or another application or cluster.
@@ -45,6 +48,7 @@ impl NextStep {
             NextStep::ResumeOrRollback { .. } => "resume-or-rollback",
             NextStep::FixTargetThenMigrateAgain => "fix-target-then-migrate-again",
             NextStep::CheckConsole { .. } => "check-console",
+            NextStep::CheckTarget { .. } => "check-target",
             NextStep::ResolveConflict => "resolve-conflict",
             NextStep::CheckDeviceId { .. } => "check-device-id",
             NextStep::ConnectGateways => "connect-gateways",
@@ -90,6 +94,11 @@ impl fmt::Display for NextStep {
             NextStep::CheckConsole { export_dir } => write!(
                 f,
                 "check where the device is in the Console; its export is kept in {}",
+                path(export_dir)
+            ),
+            NextStep::CheckTarget { export_dir } => write!(
+                f,
+                "the device is back on the source: check the device with this ID in the target's Console; its export is kept in {}",
                 path(export_dir)
             ),
             NextStep::ResolveConflict => write!(

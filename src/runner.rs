@@ -417,8 +417,14 @@ impl Runner<'_> {
                         .clone()
                         .unwrap_or_else(|| "stopped by an earlier failure".into()),
                 );
-                report.resumable = !position.untouched();
+                // Back on the source with the target left alone (someone else's device):
+                // neither resume nor rollback has anything left to do.
+                let back_on_source = position.place == Place::RolledBack;
+                report.resumable = !position.untouched() && !back_on_source;
                 report.next_action = Some(match (position.untouched(), run.error_kind) {
+                    _ if back_on_source => NextStep::CheckTarget {
+                        export_dir: self.work.join(&device),
+                    },
                     (true, Some(FailureKind::NotFound)) if goal == Goal::Migrate => {
                         report.location = format!(
                             "not found in application `{}` on the source",

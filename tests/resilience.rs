@@ -874,10 +874,18 @@ fn a_rollback_never_deletes_a_device_with_another_session_and_says_so() {
     other["session"]["keys"]["session_key_id"] = Value::String("AQIDBAUGBwgJCgsMDQ4PEA==".into());
     env.state.put_device(CLOUD, &other);
 
-    env.run(&["rollback", "w", "--yes"])
+    let run = env
+        .run(&["rollback", "w", "--yes"])
         .failure()
         .stderr_says("a different device with this ID is on the target")
+        .stderr_says("next: the device is back on the source: check the device with this ID in the target's Console; its export is kept in")
         .no_keys_of(&seeded);
+    // Neither resume nor rollback can do anything about someone else's device.
+    assert!(!run.stderr.contains("Continue with"), "{run:#?}");
+    assert!(
+        !run.stderr.contains("ttn-session-migrate resume"),
+        "{run:#?}"
+    );
     assert_eq!(
         env.on_cloud("dev-1"),
         Some(other),

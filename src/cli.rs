@@ -181,6 +181,8 @@ pub struct MigrateArgs {
     #[arg(long, help_heading = SAFETY)]
     pub gateways_migrated: bool,
 
+    // The doc comment is the --help text: `<timestamp>` is a placeholder, not HTML.
+    #[allow(rustdoc::invalid_html_tags)]
     /// Where exports and journals are kept [default: ./ttn-migrate-<timestamp>]
     #[arg(long, value_name = "DIR", help_heading = SAFETY)]
     pub work_dir: Option<PathBuf>,

@@ -6,7 +6,7 @@
 //!   replays every history through it.
 //! * [`next`] decides the [`Action`] for a [`Goal`], a position and a [`Policy`]. The runner
 //!   performs the action, which appends records, and asks again, until the action is
-//!   [`Action::Done`] or [`Action::Stop`].
+//!   [`Action::Done`] (the goal reached, a halt, or an interruption).
 //!
 //! A failure is a record too: `failed` (the step failed for good; with rollback-on-failure the
 //! device is put back on the source) or `stuck` (no trustworthy answer; the device stays where it

@@ -1,5 +1,5 @@
 //! Colour for the terminal: only when the stream is a terminal and `NO_COLOR` is not set
-//! (https://no-color.org: any non-empty value turns colour off).
+//! (<https://no-color.org>: any non-empty value turns colour off).
 
 use std::io::IsTerminal;
 

@@ -7,7 +7,8 @@ use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Shown at the end of `--help` of the tool and of every sub-command.
 pub const ENVIRONMENT: &str = "Environment:
-  TTN_LW_CLI                     path of ttn-lw-cli (else ttn-lw-cli, then tti-lw-cli, on PATH)
+  TTN_LW_CLI                     path of ttn-lw-cli (else ttn-lw-cli, tti-lw-cli, then
+                                 ttn-lw-stack.ttn-lw-cli, on PATH)
   TTN_SESSION_MIGRATE_PROFILES   directory of the profiles
   NO_COLOR                       no colour in the output
   TTN_LW_*                       ignored: removed from every ttn-lw-cli call (see `doctor`)";

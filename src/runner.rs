@@ -142,15 +142,16 @@ impl Failure {
     fn call(e: &CliError, what: &str) -> Failure {
         let hint = match e.kind {
             ErrorKind::Unauthenticated | ErrorKind::UnknownHost => {
-                " Log in again with `ttn-session-migrate login <PROFILE>`."
+                " Log in again with `ttn-session-migrate login <PROFILE>`.".to_string()
             }
-            ErrorKind::PermissionDenied => {
-                " The login lacks rights on the application: it needs RIGHT_APPLICATION_DEVICES_READ, RIGHT_APPLICATION_DEVICES_WRITE, RIGHT_APPLICATION_DEVICES_READ_KEYS and RIGHT_APPLICATION_DEVICES_WRITE_KEYS."
-            }
+            ErrorKind::PermissionDenied => format!(
+                " The login lacks rights on the application: it needs {} (`doctor` names the missing one).",
+                crate::doctor::required_rights_text()
+            ),
             ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::RateLimited => {
-                " The deployment did not answer; retry later with `resume`."
+                " The deployment did not answer; retry later with `resume`.".to_string()
             }
-            _ => "",
+            _ => String::new(),
         };
         Failure {
             error: format!("could not {what}: {}.{hint}", e.detail),

@@ -132,24 +132,26 @@ pub fn header(work: &WorkDir, manifest: &Manifest, status: &Status) -> String {
     )
 }
 
-/// The human view: one line per device, padded to the longest ID, then the counts.
-pub fn render(manifest: &Manifest, status: &Status) -> String {
+/// The human view in `columns` columns: one line per device, padded to the longest ID (what
+/// follows the ID wraps under its first line), then the counts.
+pub fn render(manifest: &Manifest, status: &Status, columns: usize) -> String {
     let width = status
         .devices
         .iter()
         .map(|d| d.device_id.len())
         .max()
         .unwrap_or(0);
-    let mut lines = vec![format!(
+    let header = format!(
         "Migration of application {} (profile `{}`) to application {} (profile `{}`): {}",
         manifest.application_id,
         manifest.source.label,
         manifest.target_application_id,
         manifest.target.label,
         count(status.devices.len(), "device", "devices")
-    )];
+    );
+    let mut lines = vec![crate::terminal::wrap_with(&header, columns, 2)];
     for d in &status.devices {
-        let mut line = format!("  {:width$}  {}", d.device_id, d.location);
+        let mut line = d.location.clone();
         if let Some(action) = d.resume {
             line.push_str(&format!("; resume: {action}"));
         }
@@ -160,7 +162,8 @@ pub fn render(manifest: &Manifest, status: &Status) -> String {
                 target.describe()
             ));
         }
-        lines.push(line);
+        let device = format!("  {:width$}  ", d.device_id);
+        lines.push(crate::terminal::hang(&device, &line, columns));
     }
     lines.push(format!(
         "{} finished, {} in progress, {} not started",

@@ -71,12 +71,13 @@ fn status_says_where_each_device_is_and_what_resume_would_do() {
     assert_eq!(devices[1]["failed"], true);
     assert_eq!(devices[2]["started"], false);
 
-    // --check asks both deployments, read-only.
+    // --check asks both deployments, read-only; the longer lines wrap under the device's.
     env.run(&["status", "w", "--check"])
         .success()
-        .stdout_has("dev-1  on the target, session verified [source: absent, target: present]")
-        .stdout_has("import into target [source: absent, target: absent]")
-        .stdout_has("resume: detect [source: present, target: absent]");
+        .stdout_says("dev-1  on the target, session verified [source: absent, target: present]")
+        .stdout_says("import into target [source: absent, target: absent]")
+        .stdout_says("resume: detect [source: present, target: absent]")
+        .lines_fit(100);
     let writes_after: Vec<_> = env
         .state
         .calls()

@@ -58,7 +58,10 @@ pub fn status(context: &Context, args: &StatusArgs) -> Result<Exit> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(Exit::Done);
     }
-    println!("{}", crate::status::render(&manifest, &status));
+    println!(
+        "{}",
+        crate::status::render(&manifest, &status, crate::terminal::width())
+    );
     if status.finished() < status.devices.len() {
         println!(
             "Continue with: {}",

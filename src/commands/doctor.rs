@@ -77,7 +77,14 @@ pub fn doctor(context: &Context, args: &DoctorArgs) -> Result<bool> {
     let style = Style::for_stdout();
     for finding in &checkup.findings {
         if !context.cli.quiet || finding.status == Status::Problem {
-            println!("{}", finding.render(style));
+            // The finding wraps, and its fix under the fix's first word.
+            let rendered = finding.render(style);
+            let (text, fix) = rendered.split_once('\n').unwrap_or((&rendered, ""));
+            println!("{}", crate::terminal::wrap(text));
+            if let Some(fix) = fix.strip_prefix("    fix: ") {
+                let width = crate::terminal::width();
+                println!("{}", crate::terminal::hang("    fix: ", fix, width));
+            }
         }
     }
     if problems == 0 {
@@ -93,11 +100,12 @@ pub fn doctor(context: &Context, args: &DoctorArgs) -> Result<bool> {
             println!("Add --application-id APP to check the application on both sides too.");
         }
     } else {
-        println!(
+        let closing = format!(
             "\n{problems} problem{} to fix (✗); run `{}` again afterwards.",
             if problems == 1 { "" } else { "s" },
             same_checks_again(args)
         );
+        println!("{}", crate::terminal::wrap(&closing));
     }
     Ok(problems == 0)
 }

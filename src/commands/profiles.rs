@@ -25,11 +25,11 @@ pub fn profile(context: &Context, command: &ProfileCommand) -> Result<bool> {
                 profile.path.display()
             );
             if profile.config.credentials_id.is_none() {
-                eprintln!(
+                crate::terminal::eprint_wrapped(&format!(
                     "warning: this config has no `credentials-id`; two profiles without one share \
                      a single login in ttn-lw-cli's cache. Add `credentials-id: {name}` to {}",
                     profile.path.display()
-                );
+                ));
             }
             println!("Next: ttn-session-migrate login {name}");
         }
@@ -118,7 +118,7 @@ pub fn login(context: &Context, args: &LoginArgs) -> Result<bool> {
         }
         None => {
             if !std::io::stdin().is_terminal() && !args.no_callback {
-                eprintln!("note: OAuth login opens a browser; on a machine without one use --no-callback or --api-key");
+                crate::terminal::eprint_wrapped("note: OAuth login opens a browser; on a machine without one use --no-callback or --api-key");
             }
             let mut words = vec!["login".to_string()];
             if args.no_callback {

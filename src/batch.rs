@@ -409,11 +409,14 @@ impl Progress for DryProgress {
     fn step(&self, _device: &str, _step: &str) {}
 
     fn retrying(&self, _device: &str, step: &str, error: &str) {
-        outln!("# {step} failed, the real run retries: {error}");
+        outln!(
+            "{}",
+            crate::terminal::comment(&format!("{step} failed, the real run retries: {error}"))
+        );
     }
 
     fn note(&self, _device: &str, note: &str) {
-        outln!("# {note}");
+        outln!("{}", crate::terminal::comment(note));
     }
 
     fn finished(&self, report: &DeviceReport) {
@@ -425,10 +428,7 @@ impl Progress for DryProgress {
             if let Some(next) = &report.next_action {
                 text.push_str(&format!("\nnext: {next}"));
             }
-            let width = crate::terminal::width().saturating_sub(2);
-            for line in crate::terminal::wrap_with(&text, width, 2).lines() {
-                outln!("# {line}");
-            }
+            outln!("{}", crate::terminal::comment(&text));
         }
     }
 }
@@ -470,7 +470,7 @@ pub fn dry_run(
     {
         true => {
             outln!();
-            outln!("# Before the question: the detection of every device (the run reuses the answers), and the gateways they need");
+            outln!("{}", crate::terminal::comment("Before the question: the detection of every device (the run reuses the answers), and the gateways they need"));
             Some(survey::survey(&dry, migration, &candidates, 1))
         }
         false => None,
@@ -479,9 +479,14 @@ pub fn dry_run(
     if let Some(survey) = &survey {
         let summary = survey.summary(&dry, &migration.target.path);
         outln!();
-        for line in survey::headline(migration, survey)
+        outln!(
+            "{}",
+            crate::terminal::comment(&survey::headline(migration, survey))
+        );
+        // The table as it is (its columns kept), two columns narrower for the `# `.
+        for line in summary
+            .render(crate::terminal::width().saturating_sub(2))
             .lines()
-            .chain(summary.render(crate::terminal::width() - 2).lines())
         {
             match line.is_empty() {
                 true => outln!("#"),

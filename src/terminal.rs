@@ -79,6 +79,16 @@ pub fn hang(prefix: &str, text: &str, width: usize) -> String {
     out
 }
 
+/// `text` as shell comment lines (`# `), wrapped at the terminal's width; a wrapped line goes
+/// on as `#   `. For the plans of dry runs, which stay a runnable script.
+pub fn comment(text: &str) -> String {
+    wrap_with(text, width().saturating_sub(2), 2)
+        .lines()
+        .map(|line| format!("# {line}").trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Prints to standard error, wrapped.
 pub fn eprint_wrapped(text: &str) {
     eprintln!("{}", wrap(text));

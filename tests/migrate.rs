@@ -139,7 +139,16 @@ fn a_dry_run_changes_nothing_and_prints_what_the_real_run_does() {
         .run(&["migrate", "app-1", "dev-1", "--dry-run", "--work-dir", "w"])
         .success()
         .stdout_has("# rewrite ")
-        .stdout_has("remove join_server_address, network_server_address, application_server_address, ids.dev_addr");
+        .stdout_says("remove join_server_address, network_server_address, application_server_address, ids.dev_addr");
+    // The commands stay whole to be copied (also where a comment quotes one); the comments
+    // between them fit 100 columns.
+    let comments = dry
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with('#') && !l.contains("ttn-lw-cli -c "));
+    for line in comments {
+        assert!(line.chars().count() <= 100, "{line:?}");
+    }
     assert_eq!(
         env.state.snapshot(),
         snapshot,

@@ -130,9 +130,7 @@ pub fn print_dry_run_gateways(
     };
     outln!();
     let text = format!("{warning}\nThe real run asks before its first delete; pass --gateways-migrated once the gateways are moved.");
-    for line in crate::terminal::wrap_with(&text, crate::terminal::width() - 2, 2).lines() {
-        outln!("# {line}");
-    }
+    outln!("{}", crate::terminal::comment(&text));
 }
 
 /// `! Gateways: …`, wrapped to the terminal (the mark is painted after wrapping).

@@ -608,34 +608,6 @@ fn a_canary_that_is_not_migrated_stops_the_run_without_waiting() {
     assert!(env.writes().is_empty(), "{:?}", env.writes());
 }
 
-/// Waits until a ttn-lw-cli process of this environment runs with all of `words`.
-fn wait_for_ttn_lw_cli(env: &Env, words: &[&str]) {
-    let marker = env.profiles_dir().display().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        let running = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-            .map(|raw| {
-                raw.split(|b| *b == 0)
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect::<Vec<_>>()
-            })
-            .any(|argv| {
-                argv.first().is_some_and(|a| a.ends_with("ttn-lw-cli"))
-                    && argv.iter().any(|a| a.contains(&marker))
-                    && words.iter().all(|w| argv.iter().any(|a| a == w))
-            });
-        if running {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("no ttn-lw-cli process ran {words:?}");
-}
-
 #[test]
 fn ctrl_c_during_the_canaries_keeps_the_rest_from_starting_even_when_they_are_heard() {
     let env = Env::new().with_profiles();
@@ -649,7 +621,7 @@ fn ctrl_c_during_the_canaries_keeps_the_rest_from_starting_even_when_they_are_he
             "migrate", "app-1", "dev-1", "dev-2", "--yes", "--canary", "1", "--watch", "20s",
         ])
         .spawn();
-    wait_for_ttn_lw_cli(&env, &["end-devices", "create"]);
+    env.wait_for_ttn_lw_cli(&["end-devices", "create"]);
     assert!(std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

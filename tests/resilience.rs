@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -47,53 +47,6 @@ fn call_of(step: Step) -> (&'static str, &'static str, u32) {
         // `get` asks which servers hold the device, the second reads its session.
         Step::Verify => ("end-devices get", CLOUD, 2),
     }
-}
-
-/// Waits until a ttn-lw-cli process of this environment runs `words`.
-fn wait_for_process(env: &Env, words: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let marker = env.profiles_dir().display().to_string();
-    while Instant::now() < deadline {
-        if processes_of(&marker)
-            .iter()
-            .any(|argv| words.iter().all(|w| argv.iter().any(|a| a == w)))
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("no ttn-lw-cli process ran {words:?}");
-}
-
-/// Waits until no ttn-lw-cli process of this environment is left.
-fn wait_for_no_process(env: &Env) {
-    let marker = env.profiles_dir().display().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !processes_of(&marker).is_empty() {
-        assert!(Instant::now() < deadline, "ttn-lw-cli processes left over");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The argv of running processes whose command line mentions `marker`.
-fn processes_of(marker: &str) -> Vec<Vec<String>> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|raw| {
-            raw.split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-        })
-        .filter(|argv| {
-            argv.first().is_some_and(|a| a.ends_with("ttn-lw-cli"))
-                && argv.iter().any(|a| a.contains(marker))
-        })
-        .collect()
 }
 
 /// The steps of a device's journal, oldest first.
@@ -225,12 +178,12 @@ fn matrix_case(step: Step, kind: FaultKind) {
         FaultKind::Kill => {
             let mut child = env.cmd().args(&args).spawn();
             let verb = command.split(' ').nth(1).unwrap();
-            wait_for_process(&env, &["end-devices", verb]);
+            env.wait_for_ttn_lw_cli(&["end-devices", verb]);
             // Let the call reach its effect, then kill the tool mid-step.
             std::thread::sleep(Duration::from_millis(300));
             child.kill().unwrap();
             child.wait().unwrap();
-            wait_for_no_process(&env);
+            env.wait_for_no_ttn_lw_cli();
             None
         }
         _ => Some(env.run(&args)),
@@ -327,7 +280,7 @@ fn ctrl_c_between_delete_and_import_finishes_that_device_then_stops() {
             "w",
         ])
         .spawn();
-    wait_for_process(&env, &["end-devices", "create"]);
+    env.wait_for_ttn_lw_cli(&["end-devices", "create"]);
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -561,7 +514,7 @@ fn two_runs_on_one_work_directory_are_refused() {
         .cmd()
         .args(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
         .spawn();
-    wait_for_process(&env, &["end-devices", "create"]);
+    env.wait_for_ttn_lw_cli(&["end-devices", "create"]);
     env.run(&["resume", "w"])
         .code(3)
         .stderr_has("in use by another ttn-session-migrate run");
@@ -612,7 +565,7 @@ fn a_second_ctrl_c_stops_at_once_and_resume_finds_the_import_that_was_in_flight(
         .cmd()
         .args(&["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"])
         .spawn();
-    wait_for_process(&env, &["end-devices", "create"]);
+    env.wait_for_ttn_lw_cli(&["end-devices", "create"]);
     let pid = child.id().to_string();
     for _ in 0..2 {
         assert!(std::process::Command::new("kill")
@@ -643,7 +596,7 @@ fn a_second_ctrl_c_stops_at_once_and_resume_finds_the_import_that_was_in_flight(
         Some("import-started")
     );
 
-    wait_for_no_process(&env);
+    env.wait_for_no_ttn_lw_cli();
     let last = env
         .run(&["resume", "w"])
         .success()
@@ -1070,7 +1023,7 @@ fn a_create_killed_between_servers_is_deleted_and_created_again() {
     args.extend(FAST);
     let first = env.run(&args);
     let last = if first.stderr.contains("Continue with:") {
-        wait_for_no_process(&env);
+        env.wait_for_no_ttn_lw_cli();
         let mut resume = vec!["resume", "w"];
         resume.extend(FAST);
         env.run(&resume)

@@ -19,23 +19,6 @@ fn seed_devices(env: &Env, count: usize) {
     }
 }
 
-/// Waits until the double runs a `create` (the first device is between delete and import).
-fn wait_for_create(env: &Env) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if env
-            .state
-            .calls()
-            .iter()
-            .any(|c| c.command == "end-devices create")
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("no create was started");
-}
-
 #[test]
 fn a_run_at_80_columns_fits_and_the_first_ctrl_c_is_acknowledged_above_the_bars() {
     let env = Env::new().with_profiles();
@@ -57,7 +40,8 @@ fn a_run_at_80_columns_fits_and_the_first_ctrl_c_is_acknowledged_above_the_bars(
         .env("TERM", "xterm")
         .in_terminal_of(80)
         .spawn_with_keyboard();
-    wait_for_create(&env);
+    // The first device is between delete and import: its create is running.
+    env.wait_for_ttn_lw_cli(&["end-devices", "create"]);
     // Ctrl-C on the keyboard: the terminal sends SIGINT to the tool.
     let mut keyboard = child.stdin.take().unwrap();
     keyboard.write_all(b"\x03").unwrap();

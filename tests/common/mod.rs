@@ -565,3 +565,57 @@ pub fn session_of(doc: &Value) -> Value {
         "mac_state": pick("/mac_state"),
     })
 }
+
+impl Env {
+    /// The argv of the running ttn-lw-cli processes of this environment (their `-c` names a
+    /// profile of it). The double logs a call when it ends; this sees calls in flight.
+    pub fn ttn_lw_cli_processes(&self) -> Vec<Vec<String>> {
+        let marker = self.profiles_dir().display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|raw| {
+                raw.split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|argv| {
+                argv.first().is_some_and(|a| a.ends_with("ttn-lw-cli"))
+                    && argv.iter().any(|a| a.contains(&marker))
+            })
+            .collect()
+    }
+
+    /// Waits (30 s at most) until a ttn-lw-cli process of this environment runs with all of
+    /// `words` in its argv.
+    pub fn wait_for_ttn_lw_cli(&self, words: &[&str]) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if self
+                .ttn_lw_cli_processes()
+                .iter()
+                .any(|argv| words.iter().all(|w| argv.iter().any(|a| a == w)))
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no ttn-lw-cli process ran {words:?}");
+    }
+
+    /// Waits (30 s at most) until no ttn-lw-cli process of this environment is left.
+    pub fn wait_for_no_ttn_lw_cli(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.ttn_lw_cli_processes().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ttn-lw-cli processes left over"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}

@@ -16,6 +16,7 @@ use crate::lifecycle::Goal;
 use crate::next_step::NextStep;
 use crate::outcome::{DeviceReport, Outcome, Summary};
 use crate::output::{self, Progress};
+use crate::pacing::{Lane, Pacing};
 use crate::plan::Migration;
 use crate::runner::{Calls, Files, RetryPolicy, Runner};
 use crate::selection;
@@ -29,6 +30,9 @@ pub struct Batch {
     pub rollback_on_failure: bool,
     pub retry: RetryPolicy,
     pub quiet: bool,
+    /// The circuit breaker: devices in a row failing on the target for a transient reason that
+    /// stop the run (0: never).
+    pub breaker_after: usize,
 }
 
 /// Runs devices with Ctrl-C handling and the progress display in place.
@@ -48,6 +52,7 @@ pub fn run(
     }));
     let progress = output::progress_for(batch.quiet, devices.len());
     let files = Files::Disk;
+    let pacing = Pacing::new(batch.breaker_after);
     let runner = Runner {
         calls: cli,
         migration,
@@ -55,16 +60,50 @@ pub fn run(
         files: &files,
         retry: batch.retry,
         interrupt: &interrupt,
+        pacing: &pacing,
         progress: progress.as_ref(),
         rollback_on_failure: batch.rollback_on_failure,
     };
-    run_devices(&runner, devices, batch)
+    let reports = run_devices(&runner, devices, batch);
+    let limited = pacing.rate_limited();
+    if limited > 0 && !batch.quiet {
+        let paces: Vec<String> = [
+            (Lane::SourceRead, "source reads"),
+            (Lane::SourceDelete, "source deletes"),
+            (Lane::TargetCreate, "target creates"),
+        ]
+        .iter()
+        .filter_map(|(lane, what)| {
+            pacing
+                .per_minute(*lane)
+                .map(|pace| format!("{what} at {pace:.0} per minute"))
+        })
+        .collect();
+        eprintln!(
+            "\nRate limited: {limited} answer{} `rate_limit_exceeded`; paced {}.",
+            if limited == 1 { " was" } else { "s were" },
+            paces.join(", ")
+        );
+    }
+    if let Some(tripped) = pacing.tripped() {
+        eprintln!(
+            "\nStopped: the target ({}) is unreachable. {} devices in a row could not be imported ({}). \
+             Devices in flight were finished or put back on the source; no further device was deleted. \
+             Once the target answers, continue with: {}",
+            migration.target.deployment(),
+            tripped.devices,
+            tripped.last_error.trim_end_matches('.'),
+            resume_command(work.path())
+        );
+    }
+    reports
 }
 
 /// Runs devices on `jobs` workers. Each device goes through all its steps on one worker, so its
 /// import follows its delete at once. One device's failure does not stop the others; with
-/// `fail_fast`, no further device starts after a failure and those left are reported as not
-/// started (still on the source, so `resume` continues them).
+/// `fail_fast`, no further device starts after a failure, and once the circuit breaker is open
+/// (the target does not answer) none starts either: those left are reported as not started
+/// (still on the source, so `resume` continues them).
 fn run_devices(runner: &Runner, devices: &[String], batch: &Batch) -> Vec<DeviceReport> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -73,6 +112,9 @@ fn run_devices(runner: &Runner, devices: &[String], batch: &Batch) -> Vec<Device
         for _ in 0..(batch.jobs.max(1) as usize).min(devices.len()) {
             scope.spawn(|| loop {
                 if batch.fail_fast && failed.load(Ordering::SeqCst) {
+                    break;
+                }
+                if runner.pacing.breaker_open() {
                     break;
                 }
                 let i = next.fetch_add(1, Ordering::SeqCst);
@@ -95,7 +137,7 @@ fn run_devices(runner: &Runner, devices: &[String], batch: &Batch) -> Vec<Device
         .collect()
 }
 
-/// A device that `--fail-fast` kept from starting.
+/// A device that `--fail-fast` or the circuit breaker kept from starting.
 fn not_started(device: &str, runner: &Runner) -> DeviceReport {
     let mut report = DeviceReport::new(
         device,
@@ -104,7 +146,12 @@ fn not_started(device: &str, runner: &Runner) -> DeviceReport {
     );
     report.outcome = Outcome::Interrupted;
     report.resumable = true;
-    report.error = Some("not started: --fail-fast stopped the run after a failure".into());
+    report.error = Some(match runner.pacing.breaker_open() {
+        true => {
+            "not started: the target did not answer, so the run stopped before deleting it".into()
+        }
+        false => "not started: --fail-fast stopped the run after a failure".into(),
+    });
     report.next_action = Some(NextStep::FixThenResume {
         work_dir: runner.work.to_path_buf(),
     });
@@ -398,6 +445,7 @@ pub fn dry_run(
     let files = Files::memory();
     let calls = DryCalls { cli, files: &files };
     let interrupt = Interrupt::default();
+    let pacing = Pacing::new(0);
     let progress = DryProgress;
     let runner = Runner {
         calls: &calls,
@@ -409,6 +457,7 @@ pub fn dry_run(
             ..RetryPolicy::default()
         },
         interrupt: &interrupt,
+        pacing: &pacing,
         progress: &progress,
         rollback_on_failure: false,
     };

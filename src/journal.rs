@@ -31,7 +31,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
@@ -41,9 +41,11 @@ use crate::device::ActivationMode;
 use crate::lifecycle::{advance, replay, ImpossibleStep};
 pub use crate::lifecycle::{Position, Step};
 
-/// Held while a journal is being replaced, so that a forced stop (second Ctrl-C) never lands
-/// between writing and renaming.
-pub static DURABLE_WRITE: Mutex<()> = Mutex::new(());
+/// Writers share it (read side) while a file is being replaced; a forced stop (second Ctrl-C)
+/// takes it exclusively, so it waits for the writes in flight and none starts after it: the
+/// stop never lands between writing and renaming. Writers never exclude each other: each
+/// writes its own device's files, and one worker's fsync must not hold up the others.
+pub static DURABLE_WRITE: RwLock<()> = RwLock::new(());
 
 pub const MANIFEST: &str = "migration.json";
 
@@ -206,7 +208,7 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = directory_of(path);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let temp = dir.join(format!(".{name}.tmp"));
-    let _guard = DURABLE_WRITE.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = DURABLE_WRITE.read().unwrap_or_else(|e| e.into_inner());
     let result = (|| -> std::io::Result<()> {
         let mut file = OpenOptions::new()
             .create(true)

@@ -27,6 +27,7 @@ use crate::lifecycle::{
 use crate::next_step::NextStep;
 use crate::outcome::{DeviceReport, Outcome};
 use crate::output::Progress;
+use crate::pacing::{Answer, Lane, Pacing};
 use crate::plan::Migration;
 use crate::ttn_lw_cli::{CliError, ErrorKind, Invocation, Output, TtnLwCli};
 
@@ -113,12 +114,36 @@ impl RetryPolicy {
     }
 }
 
+/// Retries of a rate-limited call per device: it had no effect, and its lane paces the next.
+const RATE_LIMITED_RETRIES: u32 = 30;
+
+/// The pacing lane of an action's main call.
+fn lane_of(action: Action) -> Option<Lane> {
+    match action {
+        Action::Detect | Action::Export | Action::ConfirmDelete => Some(Lane::SourceRead),
+        Action::Delete => Some(Lane::SourceDelete),
+        Action::Import => Some(Lane::TargetCreate),
+        _ => None,
+    }
+}
+
+/// A wait as the progress line shows it: `4 s`, `0.8 s`.
+fn seconds(wait: Duration) -> String {
+    let secs = wait.as_secs_f64();
+    match secs >= 10.0 || secs.fract() == 0.0 {
+        true => format!("{} s", secs.round()),
+        false => format!("{secs:.1} s"),
+    }
+}
+
 /// An action that did not complete.
 #[derive(Debug)]
 struct Failure {
     error: String,
     /// Worth another try after a pause: the loop asks `next` again.
     transient: bool,
+    /// The kind of the failed call, if a call failed.
+    kind: Option<ErrorKind>,
     /// The record a final failure adds.
     halt: Halt,
 }
@@ -128,6 +153,7 @@ impl Failure {
         Failure {
             error: error.into(),
             transient: false,
+            kind: None,
             halt: Halt::Failed,
         }
     }
@@ -149,6 +175,7 @@ impl Failure {
         Failure {
             error: format!("could not {what}: {}.{hint}", e.detail),
             transient: e.kind.is_transient(),
+            kind: Some(e.kind),
             halt: Halt::Failed,
         }
     }
@@ -176,6 +203,8 @@ pub struct Runner<'a> {
     pub files: &'a Files,
     pub retry: RetryPolicy,
     pub interrupt: &'a Interrupt,
+    /// Paces the calls, gates the deletes and holds the circuit breaker; shared by the workers.
+    pub pacing: &'a Pacing,
     pub progress: &'a dyn Progress,
     /// Put a device back on the source when a step fails for good after its delete.
     pub rollback_on_failure: bool,
@@ -190,6 +219,10 @@ struct DeviceRun {
     error: Option<String>,
     /// Actions performed in this run.
     performed: usize,
+    /// Passed the delete gate: in the delete window until its import answers or its run ends.
+    in_window: bool,
+    /// Holds the target-create slot the gate took.
+    create_slot: bool,
 }
 
 impl DeviceRun {
@@ -211,7 +244,7 @@ impl Runner<'_> {
             rollback_on_failure: self.rollback_on_failure,
             freeze_downlinks: self.migration.freeze_downlinks,
             mode_known: self.migration.mode.is_some(),
-            stopping: self.interrupt.requested(),
+            stopping: self.interrupt.requested() || self.pacing.breaker_open(),
         }
     }
 
@@ -248,6 +281,8 @@ impl Runner<'_> {
             delete_started: None,
             error: None,
             performed: 0,
+            in_window: false,
+            create_slot: false,
         };
         if let Some(export) = run.journal.export_file() {
             if let Ok(bytes) = self.files.read(&export) {
@@ -257,6 +292,7 @@ impl Runner<'_> {
             }
         }
         let end = self.drive(&mut run, goal);
+        self.leave_window(&mut run);
         self.conclude(&mut run, goal, end);
         self.progress.finished(&run.report);
         run.report
@@ -272,10 +308,22 @@ impl Runner<'_> {
             }
         }
         let mut retries = 0;
+        let mut limited_retries = 0;
         loop {
             let action = next(goal, run.journal.position(), self.policy());
             if let Action::Done(end) = action {
                 return end;
+            }
+            // The delete gate: export and delete only once the create can follow at once.
+            if matches!(action, Action::Freeze | Action::Export | Action::Delete) && !run.in_window
+            {
+                let stop = || self.interrupt.requested();
+                if !self.pacing.admit(&stop) {
+                    // Still on the source: `next` stops it (Ctrl-C or the breaker).
+                    continue;
+                }
+                run.in_window = true;
+                run.create_slot = true;
             }
             self.progress.step(&run.report.device_id, action.label());
             let started = Instant::now();
@@ -295,12 +343,42 @@ impl Runner<'_> {
                 .time(action.label(), started.elapsed().as_millis() as u64);
             run.performed += 1;
             let Err(failure) = result else { continue };
-            if failure.transient && retries < self.retry.max_retries {
+            let rate_limited = failure.kind == Some(ErrorKind::RateLimited);
+            // A rate-limited call had no effect and its lane paces the next one: such retries
+            // have their own, larger budget.
+            let retry = match rate_limited {
+                true => limited_retries < RATE_LIMITED_RETRIES,
+                false => retries < self.retry.max_retries,
+            };
+            // With the breaker open, a device in flight goes back rather than waiting on.
+            if failure.transient && retry && !self.pacing.breaker_open() {
                 self.progress
                     .retrying(&run.report.device_id, action.label(), &failure.error);
-                std::thread::sleep(self.retry.delay(retries));
-                retries += 1;
+                let (wait, attempt, why) = match rate_limited {
+                    true => {
+                        limited_retries += 1;
+                        let lane = lane_of(action).unwrap_or(Lane::TargetCreate);
+                        (self.pacing.delay(lane), limited_retries, "rate limited")
+                    }
+                    false => {
+                        retries += 1;
+                        let why = match failure.kind {
+                            Some(ErrorKind::Timeout) => "timed out",
+                            _ => "no answer",
+                        };
+                        (self.retry.delay(retries - 1), retries, why)
+                    }
+                };
+                self.progress.waiting(
+                    &run.report.device_id,
+                    action.label(),
+                    &format!("{why}, retry {attempt} in {}", seconds(wait)),
+                );
+                self.interrupt.sleep(wait);
                 continue;
+            }
+            if failure.transient && matches!(action, Action::Import | Action::ConfirmImport) {
+                self.pacing.failed_on_target(&failure.error);
             }
             let step = failure_record(run.journal.position(), failure.halt);
             run.error.get_or_insert(failure.error.clone());
@@ -386,9 +464,29 @@ impl Runner<'_> {
         self.calls.render(invocation)
     }
 
+    /// A call through its pacing lane: waits for the lane's slot, and teaches the lane.
+    fn paced(&self, lane: Lane, invocation: &Invocation) -> Result<Output, CliError> {
+        self.pacing.wait(lane, false, &|| false);
+        let started = Instant::now();
+        let result = self.calls.run(invocation);
+        self.pacing.answered(lane, started, &Answer::of(&result));
+        result
+    }
+
+    /// Leaves the delete window if this device is in it.
+    fn leave_window(&self, run: &mut DeviceRun) {
+        if std::mem::take(&mut run.in_window) {
+            self.pacing.left_window();
+        }
+    }
+
     /// Does a device exist? Not found is an answer; anything else is a failure.
     fn exists(&self, invocation: &Invocation) -> Result<bool, Failure> {
-        match self.calls.run(invocation) {
+        self.exists_answer(self.calls.run(invocation))
+    }
+
+    fn exists_answer(&self, result: Result<Output, CliError>) -> Result<bool, Failure> {
+        match result {
             Ok(_) => Ok(true),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Failure::call(&e, "tell whether the device exists")),
@@ -407,8 +505,7 @@ impl Runner<'_> {
     fn detect(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let detect = self.migration.detect(&run.device());
         let output = self
-            .calls
-            .run(&detect)
+            .paced(Lane::SourceRead, &detect)
             .map_err(|e| Failure::call(&e, "detect the activation mode"))?;
         let doc: Value = serde_json::from_slice(&output.stdout).map_err(|e| {
             Failure::new(format!(
@@ -465,7 +562,7 @@ impl Runner<'_> {
         let file_name = numbered("export", run.journal.count(Step::Exported) + 1);
         let file = run.journal.dir().join(&file_name);
         let export = self.migration.export(&run.device(), mode, &file);
-        let output = match self.calls.run(&export) {
+        let output = match self.paced(Lane::SourceRead, &export) {
             Ok(output) => output,
             Err(e) => {
                 let failure = Failure::call(&e, "export the device");
@@ -584,7 +681,7 @@ impl Runner<'_> {
         run.journal
             .append(Record::new(Step::DeleteStarted).command(line.clone(), None))?;
         run.delete_started = Some(Instant::now());
-        match self.calls.run(&delete) {
+        match self.paced(Lane::SourceDelete, &delete) {
             Ok(_) => run
                 .journal
                 .append(Record::new(Step::DeletedFromSource).command(line, Some(0)))?,
@@ -615,7 +712,8 @@ impl Runner<'_> {
     /// An unanswered delete: is the device still on the source?
     fn confirm_delete(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let device = run.device();
-        if self.exists(&self.migration.exists_on_source(&device))? {
+        let read = self.migration.exists_on_source(&device);
+        if self.exists_answer(self.paced(Lane::SourceRead, &read))? {
             // Still there: a new attempt starts from a fresh export.
             run.journal.append(
                 Record::new(Step::DeleteRefused).detail("the device is still on the source"),
@@ -639,7 +737,17 @@ impl Runner<'_> {
                 .command(line.clone(), None)
                 .file(file_name(&import_file)),
         )?;
+        // Its slot was taken at the gate; a retry waits for the next one, before the others.
+        if !std::mem::take(&mut run.create_slot) {
+            self.pacing.wait(Lane::TargetCreate, true, &|| false);
+        }
+        let called = Instant::now();
         let result = self.calls.run(&import);
+        self.pacing
+            .answered(Lane::TargetCreate, called, &Answer::of(&result));
+        if result.is_ok() {
+            self.leave_window(run);
+        }
         if let Some(started) = run.delete_started {
             run.report.downtime_ms = Some(started.elapsed().as_millis() as u64);
         }
@@ -1101,6 +1209,7 @@ mod tests {
         }
 
         fn run(&self, goal: Goal, rollback_on_failure: bool) -> (DeviceReport, Position) {
+            let pacing = Pacing::new(0);
             let runner = Runner {
                 calls: &self.calls,
                 migration: &self.migration,
@@ -1112,6 +1221,7 @@ mod tests {
                     cap: Duration::ZERO,
                 },
                 interrupt: &self.interrupt,
+                pacing: &pacing,
                 progress: &Silent,
                 rollback_on_failure,
             };

@@ -127,6 +127,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<bool> {
         rollback_on_failure: !args.no_rollback,
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
+        breaker_after: args.calls.max_target_failures as usize,
     };
     reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
 
@@ -191,6 +192,7 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<bool> {
         rollback_on_failure: !args.no_rollback,
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
+        breaker_after: args.calls.max_target_failures as usize,
     };
     reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
     let succeeded = batch::finish(&reports, work.path());
@@ -233,6 +235,7 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<bool> {
         rollback_on_failure: false,
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
+        breaker_after: args.calls.max_target_failures as usize,
     };
     let reports = batch::run(&cli, &migration, &work, &devices, &batch);
     Ok(batch::finish(&reports, work.path()))

@@ -87,7 +87,7 @@ pub fn run(
     }
     if let Some(tripped) = pacing.tripped() {
         eprintln!(
-            "\nStopped: the target ({}) is unreachable. {} devices in a row could not be imported ({}). \
+            "\nStopped: the target ({}) is unreachable: {} devices in a row could not be imported ({}). \
              Devices in flight were finished or put back on the source; no further device was deleted. \
              Once the target answers, continue with: {}",
             migration.target.deployment(),

@@ -27,6 +27,7 @@
 //! finish or go back to the source. While the target's last create went unanswered, only one
 //! device at a time may be between its delete and its import.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -183,7 +184,6 @@ struct Target {
     in_window: usize,
     /// Devices in a row that failed on the target for a transient reason.
     failed_in_a_row: usize,
-    open: bool,
     last_error: Option<String>,
 }
 
@@ -193,6 +193,9 @@ pub struct Pacing {
     lanes: [(Mutex<Pace>, Condvar); 3],
     target: (Mutex<Target>, Condvar),
     breaker_after: usize,
+    /// The breaker is open: no new device starts. Outside the lock, so that stop conditions
+    /// can read it while a lock is held.
+    open: AtomicBool,
 }
 
 /// Why the breaker stopped the run.
@@ -215,6 +218,7 @@ impl Pacing {
             lanes: [lane(), lane(), lane()],
             target: (Mutex::new(Target::default()), Condvar::new()),
             breaker_after,
+            open: AtomicBool::new(false),
         }
     }
 
@@ -264,6 +268,11 @@ impl Pacing {
         taken
     }
 
+    /// Whether the lane's pace changed after `taken` (a slot taken then is stale).
+    pub fn changed_since(&self, lane: Lane, taken: Instant) -> bool {
+        lock(&self.lane(lane).0).changed > taken
+    }
+
     /// How long until the lane's next free slot.
     pub fn delay(&self, lane: Lane) -> Duration {
         lock(&self.lane(lane).0)
@@ -302,7 +311,7 @@ impl Pacing {
             let (mutex, changed) = &self.target;
             let mut target = lock(mutex);
             loop {
-                if target.open || stop() {
+                if self.breaker_open() || stop() {
                     return false;
                 }
                 // While the target does not answer, one device at a time tries.
@@ -337,21 +346,24 @@ impl Pacing {
         let (mutex, changed) = &self.target;
         let mut target = lock(mutex);
         target.failed_in_a_row += 1;
-        target.last_error = Some(error.to_string());
+        // The CLI's own words from the last unanswered create, else the device's error.
+        if target.last_error.is_none() {
+            target.last_error = Some(error.to_string());
+        }
         if self.breaker_after > 0 && target.failed_in_a_row >= self.breaker_after {
-            target.open = true;
+            self.open.store(true, Ordering::SeqCst);
         }
         changed.notify_all();
     }
 
     pub fn breaker_open(&self) -> bool {
-        lock(&self.target.0).open
+        self.open.load(Ordering::SeqCst)
     }
 
     /// Why the run was stopped, if the breaker did.
     pub fn tripped(&self) -> Option<Tripped> {
         let target = lock(&self.target.0);
-        target.open.then(|| Tripped {
+        self.breaker_open().then(|| Tripped {
             devices: target.failed_in_a_row,
             last_error: target.last_error.clone().unwrap_or_default(),
         })
@@ -376,7 +388,7 @@ impl Pacing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     fn never() -> bool {
         false
@@ -518,7 +530,7 @@ mod tests {
             pacing.tripped(),
             Some(Tripped {
                 devices: 3,
-                last_error: "connection refused".into()
+                last_error: "unavailable".into()
             })
         );
         assert!(!pacing.admit(&never), "no device is admitted once open");

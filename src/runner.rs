@@ -221,8 +221,8 @@ struct DeviceRun {
     performed: usize,
     /// Passed the delete gate: in the delete window until its import answers or its run ends.
     in_window: bool,
-    /// Holds the target-create slot the gate took.
-    create_slot: bool,
+    /// When it took the target-create slot its import will use.
+    create_slot: Option<Instant>,
 }
 
 impl DeviceRun {
@@ -282,7 +282,7 @@ impl Runner<'_> {
             error: None,
             performed: 0,
             in_window: false,
-            create_slot: false,
+            create_slot: None,
         };
         if let Some(export) = run.journal.export_file() {
             if let Ok(bytes) = self.files.read(&export) {
@@ -314,16 +314,9 @@ impl Runner<'_> {
             if let Action::Done(end) = action {
                 return end;
             }
-            // The delete gate: export and delete only once the create can follow at once.
-            if matches!(action, Action::Freeze | Action::Export | Action::Delete) && !run.in_window
-            {
-                let stop = || self.interrupt.requested();
-                if !self.pacing.admit(&stop) {
-                    // Still on the source: `next` stops it (Ctrl-C or the breaker).
-                    continue;
-                }
-                run.in_window = true;
-                run.create_slot = true;
+            if !self.gate(run, action) {
+                // Still on the source: `next` stops it (Ctrl-C or the breaker).
+                continue;
             }
             self.progress.step(&run.report.device_id, action.label());
             let started = Instant::now();
@@ -471,6 +464,34 @@ impl Runner<'_> {
         let result = self.calls.run(invocation);
         self.pacing.answered(lane, started, &Answer::of(&result));
         result
+    }
+
+    /// The delete gate: a device is exported and deleted only once its create can follow at
+    /// once. It takes its target-create slot before the export, and again before the delete if
+    /// the target's pace changed since (a slot taken before the first rate limit is worth
+    /// nothing). False when the run stops first; the device is still on the source then.
+    fn gate(&self, run: &mut DeviceRun, action: Action) -> bool {
+        if !matches!(action, Action::Freeze | Action::Export | Action::Delete) {
+            return true;
+        }
+        let stop = || self.interrupt.requested() || self.pacing.breaker_open();
+        if !run.in_window {
+            if !self.pacing.admit(&stop) {
+                return false;
+            }
+            run.in_window = true;
+            run.create_slot = Some(Instant::now());
+        }
+        let stale = run
+            .create_slot
+            .is_none_or(|taken| self.pacing.changed_since(Lane::TargetCreate, taken));
+        if action == Action::Delete && stale {
+            if !self.pacing.wait(Lane::TargetCreate, false, &stop) {
+                return false;
+            }
+            run.create_slot = Some(Instant::now());
+        }
+        true
     }
 
     /// Leaves the delete window if this device is in it.
@@ -738,7 +759,7 @@ impl Runner<'_> {
                 .file(file_name(&import_file)),
         )?;
         // Its slot was taken at the gate; a retry waits for the next one, before the others.
-        if !std::mem::take(&mut run.create_slot) {
+        if run.create_slot.take().is_none() {
             self.pacing.wait(Lane::TargetCreate, true, &|| false);
         }
         let called = Instant::now();

@@ -572,7 +572,9 @@ impl Lab {
         let complete = ids
             .iter()
             .filter_map(|id| self.state.device(CE, APP, id))
-            .filter(|d| d["session"] == template["session"] && d["root_keys"] == template["root_keys"])
+            .filter(|d| {
+                d["session"] == template["session"] && d["root_keys"] == template["root_keys"]
+            })
             .count();
         (ids.len(), complete)
     }

@@ -291,8 +291,12 @@ impl Runner<'_> {
                 }
             }
         }
-        let end = self.drive(&mut run, goal);
+        let mut end = self.drive(&mut run, goal);
         self.leave_window(&mut run);
+        if let Err(e) = run.journal.flush() {
+            run.error = Some(format!("{e:#}"));
+            end = End::Halted;
+        }
         self.conclude(&mut run, goal, end);
         self.progress.finished(&run.report);
         run.report

@@ -8,7 +8,8 @@
 //!
 //! Settings (environment): `BENCH_DEVICES` (200), `BENCH_LATENCY_MS` (100),
 //! `BENCH_LARGE_DEVICES` (10000; 0 skips the large run), `BENCH_JOBS` (`1,4,8,16`),
-//! `BENCH_RUNS` (`table,overhead,large,idle,limited,down`: the runs to make),
+//! `BENCH_RUNS` (`table,overhead,large,idle,limited,down`: the runs to make; `jobs` is the
+//! table without the baseline),
 //! `BENCH_IDLE_DEVICES` (60), `BENCH_LIMITED_DEVICES` (300), `BENCH_LIMIT_PER_MIN` (120),
 //! `BENCH_DOWN_DEVICES` (50), `BENCH_DOWN_JOBS` (8), `BENCH_TOOL` (another build of the tool,
 //! to compare).
@@ -97,10 +98,13 @@ fn main() {
     let double = build_double();
     println!("{}", machine());
 
-    if run("table") {
-        eprintln!("baseline: manual procedure, {devices} devices, {latency_ms} ms per call");
-        let baseline = Lab::new(&double, devices, Fixture::Otaa, latency_ms).run_baseline();
-        let mut rows = vec![baseline.clone()];
+    // `jobs`: the tool's rows of the table without the baseline (to compare builds).
+    if run("table") || run("jobs") {
+        let baseline = run("table").then(|| {
+            eprintln!("baseline: manual procedure, {devices} devices, {latency_ms} ms per call");
+            Lab::new(&double, devices, Fixture::Otaa, latency_ms).run_baseline()
+        });
+        let mut rows: Vec<Measured> = baseline.iter().cloned().collect();
         for &j in &jobs {
             eprintln!("tool: --jobs {j}");
             let lab = Lab::new(&double, devices, Fixture::Otaa, latency_ms);
@@ -111,7 +115,7 @@ fn main() {
         rows.push(lab.run_tool("tool --jobs 8 --otaa", 8, true));
         println!(
             "\n### {devices} devices, {latency_ms} ms per ttn-lw-cli call\n\n{}",
-            table(&rows, &baseline, latency_ms)
+            table(&rows, baseline.as_ref(), latency_ms)
         );
         if let Some(row) = rows.iter().find(|r| r.name == "tool --jobs 8") {
             let calls: Vec<String> = row
@@ -327,12 +331,19 @@ impl Measured {
 
 impl Lab {
     fn new(double: &Path, devices: usize, fixture: Fixture, latency_ms: u64) -> Lab {
-        let dir = tempfile::tempdir().expect("temporary directory");
+        // BENCH_KEEP: leave the directory (call log, work directory) for a look afterwards.
+        let dir = tempfile::Builder::new()
+            .keep(std::env::var_os("BENCH_KEEP").is_some())
+            .tempdir()
+            .expect("temporary directory");
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::os::unix::fs::symlink(double, bin.join("ttn-lw-cli")).unwrap();
         for sub in ["home/.config", "cwd"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        if std::env::var_os("BENCH_KEEP").is_some() {
+            eprintln!("keeping {}", dir.path().display());
         }
         let state = DoubleState::new(dir.path().join("state"));
         state.add_application(CE, APP);
@@ -688,7 +699,7 @@ fn percentile(values: &[u64], p: f64) -> Option<u64> {
     sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
 }
 
-fn table(rows: &[Measured], baseline: &Measured, latency_ms: u64) -> String {
+fn table(rows: &[Measured], baseline: Option<&Measured>, latency_ms: u64) -> String {
     let mut out = String::from(
         "| run | wall | speed-up vs baseline | CLI calls/device (+ per application) | ideal N×calls×latency/jobs | wall / ideal | downtime p50 | downtime p99 | peak RSS | migrated |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -698,10 +709,13 @@ fn table(rows: &[Measured], baseline: &Measured, latency_ms: u64) -> String {
         let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
         writeln!(
             out,
-            "| {} | {:.1} s | {:.2}× | {:.2} (+{}) | {:.1} s | {:.3} | {} | {} | {} | {}/{} |",
+            "| {} | {:.1} s | {} | {:.2} (+{}) | {:.1} s | {:.3} | {} | {} | {} | {}/{} |",
             row.name,
             row.wall.as_secs_f64(),
-            baseline.wall.as_secs_f64() / row.wall.as_secs_f64(),
+            baseline.map_or("-".to_string(), |b| format!(
+                "{:.2}×",
+                b.wall.as_secs_f64() / row.wall.as_secs_f64()
+            )),
             row.calls_per_device(),
             row.application_calls,
             ideal,

@@ -18,9 +18,10 @@
 //! all workers from one place instead.
 //!
 //! The delete gate: a device is exported and deleted only once its create can follow at once.
-//! [`Pacing::admit`] takes the target-create slot before the export; the import then runs
-//! without waiting, so the time a device spends on neither deployment stays about two call
-//! latencies, also when the target is rate limited.
+//! [`Pacing::admit`] waits before the export until the target-create slot is near, and
+//! [`Pacing::before_delete`] takes it before the delete, for the moment the create will start
+//! (one delete later); the import then runs without waiting, so the time a device spends on
+//! neither deployment stays about two call latencies, also when the target is rate limited.
 //!
 //! The circuit breaker: after `breaker_after` devices in a row failed on the target for a
 //! transient reason (no answer, unavailable, timeout), no new device starts; devices in flight
@@ -87,9 +88,20 @@ fn declared_rate(e: &CliError) -> Option<u32> {
     (rate > 0 && rest.contains("per minute")).then_some(rate)
 }
 
+/// How a worker waits for a lane.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// A device already deleted: goes first, never stops.
+    urgent: bool,
+    /// The call starts this long after the wait returns (the slot is its start).
+    lead: Duration,
+    /// Take the slot; else only wait until it is near (the gate before an export).
+    take: bool,
+}
+
 /// Paced slightly under a declared rate, so the server's bucket gains a little between calls
 /// and absorbs the jitter of process start-up.
-const SLACK: f64 = 1.04;
+const SLACK: f64 = 1.05;
 /// A rejection under the current pace slows the lane by this factor.
 const SLOWER: f64 = 1.1;
 /// This much time of successes in a row speeds the lane up by [`FASTER`].
@@ -115,6 +127,8 @@ struct Pace {
     urgent: usize,
     /// Answered `rate_limit_exceeded`.
     limited: usize,
+    /// Moving average of the calls' durations.
+    typical: Duration,
 }
 
 impl Pace {
@@ -128,10 +142,18 @@ impl Pace {
             first: None,
             urgent: 0,
             limited: 0,
+            typical: Duration::ZERO,
         }
     }
 
-    fn answered(&mut self, started: Instant, answer: &Answer, now: Instant) {
+    /// `committed`: when the caller took its slot (at the latest, when the call started): a
+    /// rejection of a call committed before the last change says nothing about the new pace.
+    fn answered(&mut self, committed: Instant, started: Instant, answer: &Answer, now: Instant) {
+        let took = now.saturating_duration_since(started);
+        self.typical = match self.typical.is_zero() {
+            true => took,
+            false => self.typical.mul_f64(0.8) + took.mul_f64(0.2),
+        };
         match answer {
             Answer::Ok => {
                 self.successes += 1;
@@ -146,8 +168,8 @@ impl Pace {
                 self.limited += 1;
                 let declared = declared.map(|rate| Duration::from_secs(60).div_f64(rate as f64));
                 let slower = match self.interval {
-                    // Started before the last change: the bucket is empty now, nothing more.
-                    Some(interval) if started < self.changed => interval,
+                    // Committed before the last change: the bucket is empty now, nothing more.
+                    Some(interval) if committed < self.changed => interval,
                     Some(interval) => interval.mul_f64(SLOWER),
                     None => match (declared, self.first) {
                         (Some(declared), _) => declared.mul_f64(SLACK),
@@ -230,35 +252,47 @@ impl Pacing {
     /// deleted from the source) goes before the others. False when `stop` said so first; an
     /// urgent caller never stops.
     pub fn wait(&self, lane: Lane, urgent: bool, stop: &dyn Fn() -> bool) -> bool {
+        let slot = Slot {
+            urgent,
+            lead: Duration::ZERO,
+            take: true,
+        };
+        self.wait_for(lane, slot, stop)
+    }
+
+    fn wait_for(&self, lane: Lane, slot: Slot, stop: &dyn Fn() -> bool) -> bool {
         let (mutex, ready) = self.lane(lane);
         let mut pace = lock(mutex);
-        if urgent {
+        if slot.urgent {
             pace.urgent += 1;
         }
         let taken = loop {
-            let now = Instant::now();
-            if !urgent && stop() {
+            // When the call would reach the deployment.
+            let at = Instant::now() + slot.lead;
+            if !slot.urgent && stop() {
                 break false;
             }
-            let behind_urgent = !urgent && pace.urgent > 0;
+            let behind_urgent = !slot.urgent && pace.urgent > 0;
             match pace.interval {
                 None if !behind_urgent => break true,
-                Some(interval) if !behind_urgent && now >= pace.next => {
-                    pace.next = pace.next.max(now) + interval;
+                Some(interval) if !behind_urgent && at >= pace.next => {
+                    if slot.take {
+                        pace.next = pace.next.max(at) + interval;
+                    }
                     break true;
                 }
                 _ => {}
             }
             let sleep = pace
                 .next
-                .saturating_duration_since(now)
+                .saturating_duration_since(at)
                 .clamp(Duration::from_millis(1), POLL);
             pace = ready
                 .wait_timeout(pace, sleep)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         };
-        if urgent {
+        if slot.urgent {
             pace.urgent -= 1;
             ready.notify_all();
         }
@@ -268,9 +302,21 @@ impl Pacing {
         taken
     }
 
-    /// Whether the lane's pace changed after `taken` (a slot taken then is stale).
-    pub fn changed_since(&self, lane: Lane, taken: Instant) -> bool {
-        lock(&self.lane(lane).0).changed > taken
+    /// The usual duration of a call of the lane (a moving average; zero before the first).
+    pub fn typical(&self, lane: Lane) -> Duration {
+        lock(&self.lane(lane).0).typical
+    }
+
+    /// Takes the target-create slot for a device about to be deleted: the slot is the moment
+    /// its create will start, one delete later. So a create after a delete and a retried one
+    /// (which starts at once) reach the target evenly spaced.
+    pub fn before_delete(&self, stop: &dyn Fn() -> bool) -> bool {
+        let slot = Slot {
+            urgent: false,
+            lead: self.typical(Lane::SourceDelete),
+            take: true,
+        };
+        self.wait_for(Lane::TargetCreate, slot, stop)
     }
 
     /// How long until the lane's next free slot.
@@ -282,8 +328,14 @@ impl Pacing {
 
     /// Learns from a call's answer. `started`: when the call started.
     pub fn answered(&self, lane: Lane, started: Instant, answer: &Answer) {
+        self.answered_slot(lane, started, started, answer);
+    }
+
+    /// Learns from the answer of a call whose slot was taken at `committed` (before a delete,
+    /// for the create after it).
+    pub fn answered_slot(&self, lane: Lane, committed: Instant, started: Instant, answer: &Answer) {
         let (mutex, ready) = self.lane(lane);
-        lock(mutex).answered(started, answer, Instant::now());
+        lock(mutex).answered(committed.min(started), started, answer, Instant::now());
         ready.notify_all();
         if lane == Lane::TargetCreate {
             let (mutex, changed) = &self.target;
@@ -325,8 +377,14 @@ impl Pacing {
                     .0;
             }
         }
+        // Wait until the create slot is near: an export, then a delete, away.
+        let slot = Slot {
+            urgent: false,
+            lead: self.typical(Lane::SourceRead) + self.typical(Lane::SourceDelete),
+            take: false,
+        };
         let stopped = || stop() || self.breaker_open();
-        if self.wait(Lane::TargetCreate, false, &stopped) {
+        if self.wait_for(Lane::TargetCreate, slot, &stopped) {
             return true;
         }
         self.left_window();
@@ -449,22 +507,20 @@ mod tests {
     }
 
     #[test]
-    fn a_rejection_under_the_current_pace_slows_it_an_older_one_does_not() {
+    fn a_rejection_under_the_current_pace_slows_it_one_committed_earlier_does_not() {
         let mut pace = Pace::new(Instant::now());
         let t0 = Instant::now();
-        pace.answered(t0, &Answer::RateLimited(Some(60)), t0);
+        pace.answered(t0, t0, &Answer::RateLimited(Some(60)), t0);
         let first = pace.interval.unwrap();
-        // A call that started before the change is rejected: the pace stays.
+        // A call whose slot was taken before the change (it started after it, one delete
+        // later) is rejected: the pace stays.
         let before = t0 - Duration::from_millis(1);
-        pace.answered(
-            before,
-            &Answer::RateLimited(Some(60)),
-            t0 + Duration::from_millis(5),
-        );
+        let after = t0 + Duration::from_millis(5);
+        pace.answered(before, after, &Answer::RateLimited(Some(60)), after);
         assert_eq!(pace.interval, Some(first));
         // One started after it: slower by a tenth.
         let later = t0 + Duration::from_millis(10);
-        pace.answered(later, &Answer::RateLimited(Some(60)), later);
+        pace.answered(later, later, &Answer::RateLimited(Some(60)), later);
         assert_eq!(pace.interval, Some(first.mul_f64(SLOWER)));
     }
 
@@ -472,11 +528,11 @@ mod tests {
     fn two_minutes_of_successes_speed_the_pace_up() {
         let t0 = Instant::now();
         let mut pace = Pace::new(t0);
-        pace.answered(t0, &Answer::RateLimited(Some(60)), t0);
+        pace.answered(t0, t0, &Answer::RateLimited(Some(60)), t0);
         let first = pace.interval.unwrap();
         let calls = (PROBE_AFTER.as_secs_f64() / first.as_secs_f64()).ceil() as u32;
         for _ in 0..calls {
-            pace.answered(t0, &Answer::Ok, t0);
+            pace.answered(t0, t0, &Answer::Ok, t0);
         }
         assert!(pace.interval.unwrap() < first);
         assert_eq!(pace.streak, 0);
@@ -498,6 +554,28 @@ mod tests {
         }
         // The bucket was empty: five slots after the rejection take at least five intervals.
         assert!(started.elapsed() >= interval * 5 - Duration::from_millis(2));
+    }
+
+    /// A slot taken ahead (before a delete) is for the moment the call will start: the wait
+    /// returns up to one lead early, and the next slot follows the call, not the wait.
+    #[test]
+    fn a_slot_taken_ahead_is_for_the_moment_the_call_starts() {
+        let pacing = Pacing::new(3);
+        pacing.answered(
+            Lane::TargetCreate,
+            Instant::now(),
+            &Answer::RateLimited(Some(6)),
+        );
+        // One create every 10.5 s; the next one is ~10 s away. With a lead of a minute the
+        // wait returns at once (a lead of zero would wait 10 s).
+        let ahead = Slot {
+            urgent: false,
+            lead: Duration::from_secs(60),
+            take: true,
+        };
+        assert!(pacing.wait_for(Lane::TargetCreate, ahead, &never));
+        // The slot after it is an interval after the call's start, a minute from now.
+        assert!(pacing.delay(Lane::TargetCreate) > Duration::from_secs(65));
     }
 
     #[test]

@@ -464,6 +464,11 @@ impl Runner<'_> {
     /// A call through its pacing lane: waits for the lane's slot, and teaches the lane.
     fn paced(&self, lane: Lane, invocation: &Invocation) -> Result<Output, CliError> {
         self.pacing.wait(lane, false, &|| false);
+        self.teaching(lane, invocation)
+    }
+
+    /// A call whose lane slot was taken already; its answer teaches the lane.
+    fn teaching(&self, lane: Lane, invocation: &Invocation) -> Result<Output, CliError> {
         let started = Instant::now();
         let result = self.calls.run(invocation);
         self.pacing.answered(lane, started, &Answer::of(&result));
@@ -471,9 +476,9 @@ impl Runner<'_> {
     }
 
     /// The delete gate: a device is exported and deleted only once its create can follow at
-    /// once. It takes its target-create slot before the export, and again before the delete if
-    /// the target's pace changed since (a slot taken before the first rate limit is worth
-    /// nothing). False when the run stops first; the device is still on the source then.
+    /// once. Before the export it waits until the target-create slot is near; before the
+    /// delete it takes the slot, for the moment its create will start. False when the run
+    /// stops first; the device is still on the source then.
     fn gate(&self, run: &mut DeviceRun, action: Action) -> bool {
         if !matches!(action, Action::Freeze | Action::Export | Action::Delete) {
             return true;
@@ -484,13 +489,9 @@ impl Runner<'_> {
                 return false;
             }
             run.in_window = true;
-            run.create_slot = Some(Instant::now());
         }
-        let stale = run
-            .create_slot
-            .is_none_or(|taken| self.pacing.changed_since(Lane::TargetCreate, taken));
-        if action == Action::Delete && stale {
-            if !self.pacing.wait(Lane::TargetCreate, false, &stop) {
+        if action == Action::Delete && run.create_slot.is_none() {
+            if !self.pacing.before_delete(&stop) {
                 return false;
             }
             run.create_slot = Some(Instant::now());
@@ -703,10 +704,12 @@ impl Runner<'_> {
     fn delete(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let delete = self.migration.delete(&run.device());
         let line = self.render(&delete);
+        // The slot first: the device is on the source while it waits.
+        self.pacing.wait(Lane::SourceDelete, false, &|| false);
         run.journal
             .append(Record::new(Step::DeleteStarted).command(line.clone(), None))?;
         run.delete_started = Some(Instant::now());
-        match self.paced(Lane::SourceDelete, &delete) {
+        match self.teaching(Lane::SourceDelete, &delete) {
             Ok(_) => run
                 .journal
                 .append(Record::new(Step::DeletedFromSource).command(line, Some(0)))?,
@@ -757,19 +760,20 @@ impl Runner<'_> {
         let import_file = run.file(Step::Validated, "import document")?;
         let import = self.migration.import(&import_file);
         let line = self.render(&import);
+        // Its slot was taken at the gate; a retry waits for the next one, before the others.
+        let slot = run.create_slot.take().unwrap_or_else(|| {
+            self.pacing.wait(Lane::TargetCreate, true, &|| false);
+            Instant::now()
+        });
         run.journal.append(
             Record::new(Step::ImportStarted)
                 .command(line.clone(), None)
                 .file(file_name(&import_file)),
         )?;
-        // Its slot was taken at the gate; a retry waits for the next one, before the others.
-        if run.create_slot.take().is_none() {
-            self.pacing.wait(Lane::TargetCreate, true, &|| false);
-        }
-        let called = Instant::now();
+        let started = Instant::now();
         let result = self.calls.run(&import);
         self.pacing
-            .answered(Lane::TargetCreate, called, &Answer::of(&result));
+            .answered_slot(Lane::TargetCreate, slot, started, &Answer::of(&result));
         if result.is_ok() {
             self.leave_window(run);
         }

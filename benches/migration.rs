@@ -333,7 +333,7 @@ impl Lab {
     fn new(double: &Path, devices: usize, fixture: Fixture, latency_ms: u64) -> Lab {
         // BENCH_KEEP: leave the directory (call log, work directory) for a look afterwards.
         let dir = tempfile::Builder::new()
-            .keep(std::env::var_os("BENCH_KEEP").is_some())
+            .disable_cleanup(std::env::var_os("BENCH_KEEP").is_some())
             .tempdir()
             .expect("temporary directory");
         let bin = dir.path().join("bin");

@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 
 use crate::interrupt::Interrupt;
 use crate::journal::WorkDir;
-use crate::lifecycle::Goal;
+use crate::lifecycle::{Goal, Place};
 use crate::next_step::NextStep;
 use crate::outcome::{DeviceReport, Outcome, Summary};
 use crate::output::{self, Progress};
@@ -86,10 +86,22 @@ pub fn run(
         );
     }
     if let Some(tripped) = pacing.tripped() {
+        // `resume` continues the devices not started; those put back are migrated again.
+        let put_back = reports
+            .iter()
+            .filter(|r| r.outcome == Outcome::Failed && r.location == Place::RolledBack.describe())
+            .count();
+        let again = match put_back {
+            0 => String::new(),
+            n => format!(
+                "; the {n} device{} put back on the source (listed below) are migrated again with `migrate`",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
         eprintln!(
             "\nStopped: the target ({}) is unreachable: {} devices in a row could not be imported ({}). \
              Devices in flight were finished or put back on the source; no further device was deleted. \
-             Once the target answers, continue with: {}",
+             Once the target answers, continue with: {}{again}",
             migration.target.deployment(),
             tripped.devices,
             tripped.last_error.trim_end_matches('.'),

@@ -140,7 +140,8 @@ fn a_target_that_does_not_answer_stops_the_run_before_more_devices_are_deleted()
         "Stopped: the target (The Things Stack Cloud, tenant acme, cluster eu1) is unreachable",
     )
     .stderr_has("devices in a row could not be imported (error:unknown:unknown (connection error")
-    .stderr_has("Once the target answers, continue with: ttn-session-migrate resume");
+    .stderr_has("Once the target answers, continue with: ttn-session-migrate resume")
+    .stderr_has("put back on the source (listed below) are migrated again with `migrate`");
 
     let deleted = deleted_from_source(&env);
     assert!(

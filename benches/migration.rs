@@ -7,7 +7,12 @@
 //! ```
 //!
 //! Settings (environment): `BENCH_DEVICES` (200), `BENCH_LATENCY_MS` (100),
-//! `BENCH_LARGE_DEVICES` (10000; 0 skips the large run), `BENCH_JOBS` (`1,4,8,16`).
+//! `BENCH_LARGE_DEVICES` (10000; 0 skips the large run), `BENCH_JOBS` (`1,4,8,16`),
+//! `BENCH_RUNS` (`table,overhead,large,idle,limited,down`: the runs to make; `jobs` is the
+//! table without the baseline),
+//! `BENCH_IDLE_DEVICES` (60), `BENCH_LIMITED_DEVICES` (300), `BENCH_LIMIT_PER_MIN` (120),
+//! `BENCH_DOWN_DEVICES` (50), `BENCH_DOWN_JOBS` (8), `BENCH_TOOL` (another build of the tool,
+//! to compare).
 //!
 //! Runs, each on a fresh simulated pair of deployments:
 //! - baseline: the documented manual procedure as a shell script, one device after another:
@@ -17,7 +22,19 @@
 //! - overhead: the tool at zero latency with `--jobs 1` against a shell script making the same
 //!   CLI calls (version, both `auth-info`, both lists, then detect, export, strip, delete,
 //!   create per device);
-//! - peak RSS of the tool for `BENCH_LARGE_DEVICES` ABP devices at zero latency.
+//! - peak RSS of the tool for `BENCH_LARGE_DEVICES` ABP devices at zero latency;
+//! - idle workers: 60 devices at `--jobs 8`; from the double's call log, the wall time between
+//!   the first device call's start and the last one's end, against the summed durations of the
+//!   device calls divided by 8 (1.0: no worker ever waits between calls);
+//! - rate limited: 300 devices at `--jobs 16`, the target's `end-devices create` limited to
+//!   `BENCH_LIMIT_PER_MIN` a minute (a bucket of that size that refills in a minute, as real
+//!   servers' default profiles). The ceiling: the bucket, then the refill rate, so 300 creates
+//!   take at least (300 − limit) / (limit per second); throughput is that time over the time
+//!   from the first create's start to the last create's end. Also the delete-to-create window
+//!   (p50/p99), CLI calls per device and `rate_limit_exceeded` answers;
+//! - target down: every `end-devices create` on the target answers `unavailable` (a gRPC
+//!   Unavailable, as ttn-lw-cli prints a refused connection) all run; how many devices were
+//!   ever deleted, and where each ended.
 //!
 //! Peak RSS is the tool's own high-water mark (`VmHWM` in /proc/<pid>/status, sampled every
 //! 5 ms while it runs). `wait4`'s rusage or `/usr/bin/time -v` would report the maximum over
@@ -36,12 +53,17 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ttn_lw_cli_double::DoubleState;
+use ttn_lw_cli_double::{DoubleState, Fault};
 
 const CE: &str = "eu1.cloud.thethings.network";
 const CLOUD: &str = "acme.eu1.cloud.thethings.industries";
 const APP: &str = "app-1";
-const TOOL: &str = env!("CARGO_BIN_EXE_ttn-session-migrate");
+const BUILT_TOOL: &str = env!("CARGO_BIN_EXE_ttn-session-migrate");
+
+/// The tool under test: this build, or `BENCH_TOOL`.
+fn tool() -> String {
+    std::env::var("BENCH_TOOL").unwrap_or_else(|_| BUILT_TOOL.to_string())
+}
 /// The documented OTAA export of the manual procedure.
 const EXPORT_FLAGS: &str = "--name --description --lorawan-version --lorawan-phy-version \
      --frequency-plan-id --supports-join --root-keys --mac-settings --mac-state --session";
@@ -64,6 +86,9 @@ fn main() {
         .split(',')
         .filter_map(|j| j.trim().parse().ok())
         .collect();
+    let runs = std::env::var("BENCH_RUNS")
+        .unwrap_or_else(|_| "table,overhead,large,idle,limited,down".into());
+    let run = |name: &str| runs.split(',').any(|r| r.trim() == name);
     if Command::new("jq").arg("--version").output().is_err() {
         eprintln!(
             "the baseline strips fields with jq, which is not installed; install jq and run again"
@@ -71,53 +96,57 @@ fn main() {
         std::process::exit(1);
     }
     let double = build_double();
-
-    eprintln!("baseline: manual procedure, {devices} devices, {latency_ms} ms per call");
-    let baseline = Lab::new(&double, devices, Fixture::Otaa, latency_ms).run_baseline();
-    let mut rows = vec![baseline.clone()];
-    for &j in &jobs {
-        eprintln!("tool: --jobs {j}");
-        let lab = Lab::new(&double, devices, Fixture::Otaa, latency_ms);
-        rows.push(lab.run_tool(&format!("tool --jobs {j}"), j, false));
-    }
-    eprintln!("tool: --jobs 8 --otaa");
-    let lab = Lab::new(&double, devices, Fixture::Otaa, latency_ms);
-    rows.push(lab.run_tool("tool --jobs 8 --otaa", 8, true));
-
-    eprintln!("overhead: zero latency, --jobs 1 against a shell script");
-    let script = Lab::new(&double, devices, Fixture::Otaa, 0).run_same_calls_script();
-    let tool = Lab::new(&double, devices, Fixture::Otaa, 0).run_tool("tool --jobs 1", 1, false);
-
-    let large_run = (large > 0).then(|| {
-        eprintln!("peak RSS: {large} devices, zero latency, --jobs 8");
-        Lab::new(&double, large, Fixture::Abp, 0).run_tool("tool --jobs 8", 8, false)
-    });
-
     println!("{}", machine());
-    println!(
-        "\n### {devices} devices, {latency_ms} ms per ttn-lw-cli call\n\n{}",
-        table(&rows, &baseline, latency_ms)
-    );
-    if let Some(row) = rows.iter().find(|r| r.name == "tool --jobs 8") {
-        let calls: Vec<String> = row
-            .application_commands
-            .iter()
-            .map(|(command, count)| format!("{command} ×{count}"))
-            .collect();
-        println!("\nPer-application calls of the tool: {}.", calls.join(", "));
+
+    // `jobs`: the tool's rows of the table without the baseline (to compare builds).
+    if run("table") || run("jobs") {
+        let baseline = run("table").then(|| {
+            eprintln!("baseline: manual procedure, {devices} devices, {latency_ms} ms per call");
+            Lab::new(&double, devices, Fixture::Otaa, latency_ms).run_baseline()
+        });
+        let mut rows: Vec<Measured> = baseline.iter().cloned().collect();
+        for &j in &jobs {
+            eprintln!("tool: --jobs {j}");
+            let lab = Lab::new(&double, devices, Fixture::Otaa, latency_ms);
+            rows.push(lab.run_tool(&format!("tool --jobs {j}"), j, false));
+        }
+        eprintln!("tool: --jobs 8 --otaa");
+        let lab = Lab::new(&double, devices, Fixture::Otaa, latency_ms);
+        rows.push(lab.run_tool("tool --jobs 8 --otaa", 8, true));
+        println!(
+            "\n### {devices} devices, {latency_ms} ms per ttn-lw-cli call\n\n{}",
+            table(&rows, baseline.as_ref(), latency_ms)
+        );
+        if let Some(row) = rows.iter().find(|r| r.name == "tool --jobs 8") {
+            let calls: Vec<String> = row
+                .application_commands
+                .iter()
+                .map(|(command, count)| format!("{command} ×{count}"))
+                .collect();
+            println!("\nPer-application calls of the tool: {}.", calls.join(", "));
+        }
     }
-    println!(
-        "\n### Overhead at zero latency, {devices} devices, one after another\n\n\
-         | run | wall | calls/device | ratio to the script |\n|---|---:|---:|---:|\n\
-         | shell script, same CLI calls | {:.2} s | {:.2} | 1.00 |\n\
-         | tool --jobs 1 | {:.2} s | {:.2} | {:.2} |",
-        script.wall.as_secs_f64(),
-        script.calls_per_device(),
-        tool.wall.as_secs_f64(),
-        tool.calls_per_device(),
-        tool.wall.as_secs_f64() / script.wall.as_secs_f64()
-    );
-    if let Some(run) = large_run {
+
+    if run("overhead") {
+        eprintln!("overhead: zero latency, --jobs 1 against a shell script");
+        let script = Lab::new(&double, devices, Fixture::Otaa, 0).run_same_calls_script();
+        let tool = Lab::new(&double, devices, Fixture::Otaa, 0).run_tool("tool --jobs 1", 1, false);
+        println!(
+            "\n### Overhead at zero latency, {devices} devices, one after another\n\n\
+             | run | wall | calls/device | ratio to the script |\n|---|---:|---:|---:|\n\
+             | shell script, same CLI calls | {:.2} s | {:.2} | 1.00 |\n\
+             | tool --jobs 1 | {:.2} s | {:.2} | {:.2} |",
+            script.wall.as_secs_f64(),
+            script.calls_per_device(),
+            tool.wall.as_secs_f64(),
+            tool.calls_per_device(),
+            tool.wall.as_secs_f64() / script.wall.as_secs_f64()
+        );
+    }
+
+    if run("large") && large > 0 {
+        eprintln!("peak RSS: {large} devices, zero latency, --jobs 8");
+        let run = Lab::new(&double, large, Fixture::Abp, 0).run_tool("tool --jobs 8", 8, false);
         println!(
             "\n### {large} devices at zero latency, --jobs 8\n\n\
              | wall | migrated | failed | peak RSS of the tool |\n|---:|---:|---:|---:|\n\
@@ -128,6 +157,102 @@ fn main() {
             run.peak_rss_kb.unwrap_or(0) as f64 / 1024.0
         );
     }
+
+    if run("idle") {
+        let n = setting("BENCH_IDLE_DEVICES", 60);
+        eprintln!("idle workers: {n} devices, --jobs 8, {latency_ms} ms per call");
+        let lab = Lab::new(&double, n, Fixture::Otaa, latency_ms);
+        let before = lab.state.calls().len();
+        let measured = lab.run_tool("tool --jobs 8", 8, false);
+        let idle = lab.idle(before, 8);
+        println!(
+            "\n### Idle workers: {n} devices, --jobs 8, {latency_ms} ms per call\n\n\
+             | wall, first to last device call | summed device-call time / 8 | ratio | migrated |\n|---:|---:|---:|---:|\n\
+             | {:.2} s | {:.2} s | {:.3} | {}/{n} |",
+            idle.span_ms as f64 / 1000.0,
+            idle.busy_ms as f64 / 8.0 / 1000.0,
+            idle.ratio(8),
+            measured.migrated
+        );
+    }
+
+    if run("limited") {
+        let n = setting("BENCH_LIMITED_DEVICES", 300);
+        let per_min = setting("BENCH_LIMIT_PER_MIN", 120) as u32;
+        eprintln!("rate limited: {n} devices, --jobs 16, {per_min} creates per minute");
+        let lab = Lab::new(&double, n, Fixture::Otaa, latency_ms);
+        lab.state
+            .set_rate_limit("end-devices create", CLOUD, per_min, 60_000);
+        let before = lab.state.calls().len();
+        let measured = lab.run_tool("tool --jobs 16, rate limited", 16, false);
+        let creates = lab.span_of(before, "end-devices create", CLOUD);
+        let ceiling_s = n.saturating_sub(per_min as usize) as f64 / (per_min as f64 / 60.0);
+        let limited = lab.state.rate_limited_calls("end-devices create", CLOUD);
+        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+        println!(
+            "\n### Rate limited: {n} devices, --jobs 16, target creates limited to {per_min} a minute, {latency_ms} ms per call\n\n\
+             | wall | creates, first to last | ceiling (({n} − {per_min}) / {per_min} per min) | share of the ceiling | window p50 | window p99 | CLI calls/device | rate-limited answers | migrated | failed |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+             | {:.1} s | {:.1} s | {:.1} s | {:.1} % | {} | {} | {:.2} | {limited} | {} | {} |",
+            measured.wall.as_secs_f64(),
+            creates as f64 / 1000.0,
+            ceiling_s,
+            100.0 * ceiling_s * 1000.0 / creates.max(1) as f64,
+            ms(percentile(&measured.downtime_ms, 50.0)),
+            ms(percentile(&measured.downtime_ms, 99.0)),
+            measured.calls_per_device(),
+            measured.migrated,
+            measured.failed,
+        );
+    }
+
+    if run("down") {
+        let n = setting("BENCH_DOWN_DEVICES", 50);
+        let jobs = setting("BENCH_DOWN_JOBS", 8) as u32;
+        eprintln!("target down: {n} devices, --jobs {jobs}");
+        let lab = Lab::new(&double, n, Fixture::Otaa, latency_ms);
+        lab.state
+            .add_fault(Fault::unavailable("end-devices create").on(CLOUD));
+        let before = lab.state.calls().len();
+        let measured = lab.run_tool(&format!("tool --jobs {jobs}, target down"), jobs, false);
+        let deleted = lab.deleted_from_source(before);
+        let (on_source, complete) = lab.back_on_source();
+        let on_target = lab.state.device_ids(CLOUD, APP).len();
+        let outcomes: Vec<String> = measured
+            .outcomes
+            .iter()
+            .map(|(outcome, count)| format!("{outcome} {count}"))
+            .collect();
+        println!(
+            "\n### Target down: {n} devices, --jobs {jobs}, every create on the target answers unavailable\n\n\
+             | wall | devices ever deleted | on the source at the end | of those complete | on the target | outcomes |\n\
+             |---:|---:|---:|---:|---:|---|\n\
+             | {:.1} s | {deleted} | {on_source}/{n} | {complete} | {on_target} | {} |",
+            measured.wall.as_secs_f64(),
+            outcomes.join(", ")
+        );
+    }
+}
+
+/// Device calls of a run, from the double's call log.
+struct Idle {
+    /// First device call's start to the last one's end.
+    span_ms: u64,
+    /// The device calls' durations, summed.
+    busy_ms: u64,
+}
+
+impl Idle {
+    fn ratio(&self, jobs: u32) -> f64 {
+        self.span_ms as f64 / (self.busy_ms as f64 / jobs as f64)
+    }
+}
+
+fn millis(at: &str) -> Option<u128> {
+    humantime::parse_rfc3339(at)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis())
 }
 
 fn setting(name: &str, default: usize) -> usize {
@@ -194,6 +319,8 @@ struct Measured {
     peak_rss_kb: Option<u64>,
     migrated: usize,
     failed: usize,
+    /// Devices per outcome in the tool's report.
+    outcomes: BTreeMap<String, usize>,
 }
 
 impl Measured {
@@ -204,12 +331,19 @@ impl Measured {
 
 impl Lab {
     fn new(double: &Path, devices: usize, fixture: Fixture, latency_ms: u64) -> Lab {
-        let dir = tempfile::tempdir().expect("temporary directory");
+        // BENCH_KEEP: leave the directory (call log, work directory) for a look afterwards.
+        let dir = tempfile::Builder::new()
+            .disable_cleanup(std::env::var_os("BENCH_KEEP").is_some())
+            .tempdir()
+            .expect("temporary directory");
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::os::unix::fs::symlink(double, bin.join("ttn-lw-cli")).unwrap();
         for sub in ["home/.config", "cwd"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        if std::env::var_os("BENCH_KEEP").is_some() {
+            eprintln!("keeping {}", dir.path().display());
         }
         let state = DoubleState::new(dir.path().join("state"));
         state.add_application(CE, APP);
@@ -226,7 +360,7 @@ impl Lab {
             &["login", "cloud", "--api-key", "NNSXS.CLOUD.SECRET"],
         ] {
             let status = lab
-                .command(TOOL)
+                .command(tool())
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -277,7 +411,7 @@ impl Lab {
 
     fn run_tool(&self, name: &str, jobs: u32, otaa: bool) -> Measured {
         let calls_before = self.state.calls().len();
-        let mut command = self.command(TOOL);
+        let mut command = self.command(tool());
         command.args([
             "migrate",
             APP,
@@ -311,6 +445,10 @@ impl Lab {
         measured.downtime_ms = downtime_ms;
         measured.peak_rss_kb = peak_rss_kb;
         measured.migrated = count("migrated");
+        for entry in &entries {
+            let outcome = entry["outcome"].as_str().unwrap_or("-").to_string();
+            *measured.outcomes.entry(outcome).or_default() += 1;
+        }
         measured.failed = entries.len() - measured.migrated;
         if measured.failed > 0 || measured.migrated != self.devices {
             eprintln!(
@@ -383,6 +521,75 @@ impl Lab {
         measured
     }
 
+    /// How busy the workers kept the CLI: see [`Idle`].
+    fn idle(&self, skip: usize, _jobs: u32) -> Idle {
+        let (mut first, mut last, mut busy) = (u128::MAX, 0u128, 0u128);
+        for call in self.state.calls().into_iter().skip(skip) {
+            if !PER_DEVICE_COMMANDS.contains(&call.command.as_str()) {
+                continue;
+            }
+            let start = millis(&call.started_at);
+            let end = call.ended_at.as_deref().and_then(millis);
+            if let (Some(start), Some(end)) = (start, end) {
+                first = first.min(start);
+                last = last.max(end);
+                busy += end - start;
+            }
+        }
+        Idle {
+            span_ms: last.saturating_sub(first) as u64,
+            busy_ms: busy as u64,
+        }
+    }
+
+    /// First start to last end of `command` on `deployment`, in ms.
+    fn span_of(&self, skip: usize, command: &str, deployment: &str) -> u64 {
+        let (mut first, mut last) = (u128::MAX, 0u128);
+        for call in self.state.calls().into_iter().skip(skip) {
+            if call.command != command || call.deployment.as_deref() != Some(deployment) {
+                continue;
+            }
+            if let Some(start) = millis(&call.started_at) {
+                first = first.min(start);
+            }
+            if let Some(end) = call.ended_at.as_deref().and_then(millis) {
+                last = last.max(end);
+            }
+        }
+        last.saturating_sub(first) as u64
+    }
+
+    /// Devices whose delete on the source succeeded.
+    fn deleted_from_source(&self, skip: usize) -> usize {
+        let mut deleted = std::collections::BTreeSet::new();
+        for call in self.state.calls().into_iter().skip(skip) {
+            if call.command == "end-devices delete"
+                && call.deployment.as_deref() == Some(CE)
+                && call.exit_code == Some(0)
+            {
+                if let Some(i) = call.argv.iter().position(|a| a == "--device-id") {
+                    deleted.insert(call.argv[i + 1].clone());
+                }
+            }
+        }
+        deleted.len()
+    }
+
+    /// Devices on the source at the end, and of those how many hold the session they started
+    /// with (DevAddr, keys, counters).
+    fn back_on_source(&self) -> (usize, usize) {
+        let template = DoubleState::fixture("otaa-eu1");
+        let ids = self.state.device_ids(CE, APP);
+        let complete = ids
+            .iter()
+            .filter_map(|id| self.state.device(CE, APP, id))
+            .filter(|d| {
+                d["session"] == template["session"] && d["root_keys"] == template["root_keys"]
+            })
+            .count();
+        (ids.len(), complete)
+    }
+
     /// Delete start to create end of each device, from the double's call log.
     fn downtime_from_call_log(&self, skip: usize) -> Vec<u64> {
         let mut delete_started: BTreeMap<String, u128> = BTreeMap::new();
@@ -446,6 +653,7 @@ impl Lab {
             peak_rss_kb: None,
             migrated: 0,
             failed: 0,
+            outcomes: BTreeMap::new(),
         }
     }
 }
@@ -491,7 +699,7 @@ fn percentile(values: &[u64], p: f64) -> Option<u64> {
     sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
 }
 
-fn table(rows: &[Measured], baseline: &Measured, latency_ms: u64) -> String {
+fn table(rows: &[Measured], baseline: Option<&Measured>, latency_ms: u64) -> String {
     let mut out = String::from(
         "| run | wall | speed-up vs baseline | CLI calls/device (+ per application) | ideal N×calls×latency/jobs | wall / ideal | downtime p50 | downtime p99 | peak RSS | migrated |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -501,10 +709,13 @@ fn table(rows: &[Measured], baseline: &Measured, latency_ms: u64) -> String {
         let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
         writeln!(
             out,
-            "| {} | {:.1} s | {:.2}× | {:.2} (+{}) | {:.1} s | {:.3} | {} | {} | {} | {}/{} |",
+            "| {} | {:.1} s | {} | {:.2} (+{}) | {:.1} s | {:.3} | {} | {} | {} | {}/{} |",
             row.name,
             row.wall.as_secs_f64(),
-            baseline.wall.as_secs_f64() / row.wall.as_secs_f64(),
+            baseline.map_or("-".to_string(), |b| format!(
+                "{:.2}×",
+                b.wall.as_secs_f64() / row.wall.as_secs_f64()
+            )),
             row.calls_per_device(),
             row.application_calls,
             ideal,

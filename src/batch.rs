@@ -13,10 +13,11 @@ use anyhow::Result;
 use crate::exit::{refused, Exit};
 use crate::interrupt::{self, Interrupt};
 use crate::journal::WorkDir;
-use crate::lifecycle::Goal;
+use crate::lifecycle::{Goal, Place};
 use crate::next_step::NextStep;
 use crate::outcome::{count, first_few, DeviceReport, FailureKind, Outcome, Summary};
 use crate::output::{self, outln, Progress};
+use crate::pacing::{Lane, Pacing};
 use crate::plan::Migration;
 use crate::report::Destination;
 use crate::runner::{Calls, Files, RetryPolicy, Runner};
@@ -32,6 +33,9 @@ pub struct Batch {
     pub rollback_on_failure: bool,
     pub retry: RetryPolicy,
     pub quiet: bool,
+    /// The circuit breaker: devices in a row failing on the target for a transient reason that
+    /// stop the run (0: never).
+    pub breaker_after: usize,
 }
 
 /// Runs devices with Ctrl-C handling and the progress display in place. `calls` is ttn-lw-cli,
@@ -57,6 +61,7 @@ pub fn run(
         notify: progress.notifier(),
     });
     let files = Files::Disk;
+    let pacing = Pacing::new(batch.breaker_after);
     let runner = Runner {
         calls,
         migration,
@@ -64,16 +69,62 @@ pub fn run(
         files: &files,
         retry: batch.retry,
         interrupt: &interrupt,
+        pacing: &pacing,
         progress: progress.as_ref(),
         rollback_on_failure: batch.rollback_on_failure,
     };
-    run_devices(&runner, devices, batch)
+    let reports = run_devices(&runner, devices, batch);
+    let limited = pacing.rate_limited();
+    if limited > 0 && !batch.quiet {
+        let paces: Vec<String> = [
+            (Lane::SourceRead, "source reads"),
+            (Lane::SourceDelete, "source deletes"),
+            (Lane::TargetCreate, "target creates"),
+        ]
+        .iter()
+        .filter_map(|(lane, what)| {
+            pacing
+                .per_minute(*lane)
+                .map(|pace| format!("{what} at {pace:.0} per minute"))
+        })
+        .collect();
+        eprintln!(
+            "\nRate limited: {limited} answer{} `rate_limit_exceeded`; paced {}.",
+            if limited == 1 { " was" } else { "s were" },
+            paces.join(", ")
+        );
+    }
+    if let Some(tripped) = pacing.tripped() {
+        // `resume` continues the devices not started; those put back are migrated again.
+        let put_back = reports
+            .iter()
+            .filter(|r| r.outcome == Outcome::Failed && r.location == Place::RolledBack.describe())
+            .count();
+        let again = match put_back {
+            0 => String::new(),
+            n => format!(
+                "; the {n} device{} put back on the source (listed below) are migrated again with `migrate`",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        eprintln!(
+            "\nStopped: the target ({}) is unreachable: {} devices in a row could not be imported ({}). \
+             Devices in flight were finished or put back on the source; no further device was deleted. \
+             Once the target answers, continue with: {}{again}",
+            migration.target.deployment(),
+            tripped.devices,
+            tripped.last_error.trim_end_matches('.'),
+            resume_command(work.path())
+        );
+    }
+    reports
 }
 
 /// Runs devices on `jobs` workers. Each device goes through all its steps on one worker, so its
 /// import follows its delete at once. One device's failure does not stop the others; with
-/// `fail_fast`, no further device starts after a failure and those left are reported as not
-/// started (still on the source, so `resume` continues them).
+/// `fail_fast`, no further device starts after a failure, and once the circuit breaker is open
+/// (the target does not answer) none starts either: those left are reported as not started
+/// (still on the source, so `resume` continues them).
 fn run_devices(runner: &Runner, devices: &[String], batch: &Batch) -> Vec<DeviceReport> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -82,6 +133,9 @@ fn run_devices(runner: &Runner, devices: &[String], batch: &Batch) -> Vec<Device
         for _ in 0..(batch.jobs.max(1) as usize).min(devices.len()) {
             scope.spawn(|| loop {
                 if batch.fail_fast && failed.load(Ordering::SeqCst) {
+                    break;
+                }
+                if runner.pacing.breaker_open() {
                     break;
                 }
                 let i = next.fetch_add(1, Ordering::SeqCst);
@@ -104,7 +158,8 @@ fn run_devices(runner: &Runner, devices: &[String], batch: &Batch) -> Vec<Device
         .collect()
 }
 
-/// A device that `--fail-fast` (or Ctrl-C) kept from starting: still on the source.
+/// A device that `--fail-fast`, Ctrl-C or the circuit breaker kept from starting: still on
+/// the source.
 fn not_started(device: &str, runner: &Runner) -> DeviceReport {
     let mut report = DeviceReport::new(
         device,
@@ -113,13 +168,19 @@ fn not_started(device: &str, runner: &Runner) -> DeviceReport {
     );
     report.outcome = Outcome::Interrupted;
     report.resumable = true;
-    report.error = Some(match runner.interrupt.requested() {
-        true => "not started: Ctrl-C stopped the run".into(),
-        false => "not started: --fail-fast stopped the run after a failure".into(),
+    report.error = Some(if runner.interrupt.requested() {
+        "not started: Ctrl-C stopped the run".into()
+    } else if runner.pacing.breaker_open() {
+        "not started: the target did not answer, so the run stopped before deleting it".into()
+    } else {
+        "not started: --fail-fast stopped the run after a failure".into()
     });
     report.error_kind = Some(FailureKind::NotStarted);
-    report.next_action = Some(NextStep::Resume {
-        work_dir: runner.work.to_path_buf(),
+    let work_dir = runner.work.to_path_buf();
+    // After Ctrl-C nothing needs fixing; after a failure or an outage, its cause does.
+    report.next_action = Some(match runner.interrupt.requested() {
+        true => NextStep::Resume { work_dir },
+        false => NextStep::FixThenResume { work_dir },
     });
     report
 }
@@ -503,6 +564,7 @@ pub fn dry_run(
         echo: true,
     };
     let interrupt = Interrupt::default();
+    let pacing = Pacing::new(0);
     let progress = DryProgress;
     let runner = Runner {
         calls: &calls,
@@ -514,6 +576,7 @@ pub fn dry_run(
             ..RetryPolicy::default()
         },
         interrupt: &interrupt,
+        pacing: &pacing,
         progress: &progress,
         rollback_on_failure: false,
     };

@@ -248,6 +248,12 @@ pub struct CallOptions {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = retry_delay, help_heading = CALLS)]
     pub retry_delay: Duration,
 
+    /// Stop the run once N devices in a row fail on the target for a transient reason
+    /// (unavailable, no answer, timeout): no further device is deleted, those in flight finish
+    /// or go back to the source, and `resume` continues; 0 never stops
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1000), help_heading = CALLS)]
+    pub max_target_failures: u32,
+
     /// The first retry delay in milliseconds (before --retry-delay took durations)
     #[arg(long, value_name = "MS", hide = true, conflicts_with = "retry_delay", value_parser = clap::value_parser!(u64).range(1..=30_000))]
     pub retry_delay_ms: Option<u64>,

@@ -3,10 +3,12 @@
 //! its import (or its rollback); the notice says so above the progress bars. A second signal
 //! stops at once, once no journal write is in flight: the journal on disk then says truthfully
 //! where every device is, and the notice names the devices left between the deployments.
+//! Sleeps between retries wake at the first signal.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -40,6 +42,8 @@ pub struct Run {
 #[derive(Debug, Clone, Default)]
 pub struct Interrupt {
     count: Arc<AtomicUsize>,
+    /// Wakes sleepers when a signal arrives.
+    wake: Arc<(Mutex<()>, Condvar)>,
 }
 
 /// The first notice.
@@ -58,12 +62,12 @@ impl Interrupt {
 
     fn install_handlers() -> Interrupt {
         let interrupt = Interrupt::default();
-        let count = interrupt.count.clone();
+        let handler = interrupt.clone();
         if let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) {
             std::thread::spawn(move || {
                 for _ in signals.forever() {
                     INTERRUPTED.store(true, Ordering::SeqCst);
-                    let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+                    let first = handler.request() == 1;
                     let run = CURRENT_RUN.lock().unwrap_or_else(|e| e.into_inner());
                     if first {
                         if let Some(run) = run.as_ref() {
@@ -71,8 +75,8 @@ impl Interrupt {
                         }
                         continue;
                     }
-                    // Wait for any journal write to land, and keep others from starting.
-                    let _guard = DURABLE_WRITE.lock().unwrap_or_else(|e| e.into_inner());
+                    // Wait for the journal writes in flight to land, and keep others from starting.
+                    let _guard = DURABLE_WRITE.write().unwrap_or_else(|e| e.into_inner());
                     if let Some(run) = run.as_ref() {
                         (run.notify)(&crate::terminal::wrap(&hard_stop(run)));
                     }
@@ -83,8 +87,65 @@ impl Interrupt {
         interrupt
     }
 
+    /// Counts a stop request and wakes the sleepers; returns the count.
+    fn request(&self) -> usize {
+        let count = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        let (lock, woken) = &*self.wake;
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        woken.notify_all();
+        count
+    }
+
     pub fn requested(&self) -> bool {
         self.count.load(Ordering::SeqCst) > 0
+    }
+
+    /// Sleeps for `duration`, or until a stop is requested. True when it slept the whole time.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        let (lock, woken) = &*self.wake;
+        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.requested() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            guard = woken
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sleep_wakes_when_a_stop_is_requested() {
+        let interrupt = Interrupt::default();
+        let signal = interrupt.clone();
+        let sleeper = std::thread::spawn(move || interrupt.sleep(Duration::from_secs(600)));
+        std::thread::sleep(Duration::from_millis(20));
+        signal.request();
+        // Joins (the test would hang for ten minutes otherwise) and reports the early wake.
+        assert!(!sleeper.join().unwrap());
+        assert!(signal.requested());
+    }
+
+    #[test]
+    fn a_sleep_without_a_stop_sleeps_through() {
+        let interrupt = Interrupt::default();
+        assert!(interrupt.sleep(Duration::from_millis(1)));
+        interrupt.request();
+        assert!(
+            !interrupt.sleep(Duration::from_secs(600)),
+            "already stopping"
+        );
     }
 }
 

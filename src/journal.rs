@@ -15,7 +15,9 @@
 //! A later attempt numbers its files: `export.2.json` with `import.2.json` (after a new export),
 //! `created.2.json` (the second import), `rollback.2.json`. The record that wrote a file names
 //! it (`file`), so the newest record of a step says which file is current; no file is ever
-//! removed or overwritten.
+//! removed or overwritten (a crash can lose the in-memory `exported` record, see
+//! [`can_wait`]: the next attempt then exports to the same name again, while the device is still
+//! on the source).
 //!
 //! Records (`step`): `detected`, `frozen`, `unfrozen`, `exported`, `validated`,
 //! `delete-started`, `deleted-from-source`, `delete-refused`, `delete-incomplete`, `import-started`,
@@ -32,7 +34,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
@@ -43,9 +45,11 @@ use crate::lifecycle::{advance, replay, ImpossibleStep};
 pub use crate::lifecycle::{Position, Step};
 use crate::ttn_lw_cli::quote;
 
-/// Held while a journal is being replaced, so that a forced stop (second Ctrl-C) never lands
-/// between writing and renaming.
-pub static DURABLE_WRITE: Mutex<()> = Mutex::new(());
+/// Writers share it (read side) while a file is being replaced; a forced stop (second Ctrl-C)
+/// takes it exclusively, so it waits for the writes in flight and none starts after it: the
+/// stop never lands between writing and renaming. Writers never exclude each other: each
+/// writes its own device's files, and one worker's fsync must not hold up the others.
+pub static DURABLE_WRITE: RwLock<()> = RwLock::new(());
 
 pub const MANIFEST: &str = "migration.json";
 
@@ -217,7 +221,7 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = directory_of(path);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let temp = dir.join(format!(".{name}.tmp"));
-    let _guard = DURABLE_WRITE.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = DURABLE_WRITE.read().unwrap_or_else(|e| e.into_inner());
     let result = (|| -> std::io::Result<()> {
         let mut file = OpenOptions::new()
             .create(true)
@@ -235,6 +239,26 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(e).with_context(|| format!("could not write {}", path.display()));
     }
     Ok(())
+}
+
+/// Records that may wait in memory for the next durable write: each is followed, before any call
+/// that changes a deployment, by a record that is written at once (`delete-started` before the
+/// delete, `import-started` before the create, `verified` or a failure at the end), and losing
+/// one in a crash leaves a journal that is only behind: a lost `detected`, `exported` or
+/// `validated` means exporting again while the device is still on the source; a lost
+/// `deleted-from-source` or `imported` means a `delete-started` or `import-started` without its
+/// answer, which the lifecycle confirms with a read. The files they name are written durably
+/// first. Each durable write costs two fsyncs on the worker's path; five per device less keep
+/// the workers calling ttn-lw-cli rather than waiting for the disk.
+fn can_wait(step: Step) -> bool {
+    matches!(
+        step,
+        Step::Detected
+            | Step::Exported
+            | Step::Validated
+            | Step::DeletedFromSource
+            | Step::Imported
+    )
 }
 
 /// What a migration was asked to do, so `resume` and `rollback` can act without the original
@@ -345,6 +369,8 @@ pub struct Journal {
     position: Position,
     /// Written to disk (false: a dry run's journal, kept in memory).
     durable: bool,
+    /// How many of the records are on disk; the others [can wait](can_wait).
+    written: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -372,6 +398,7 @@ impl Journal {
             records: Vec::new(),
             position: Position::START,
             durable,
+            written: 0,
         }
     }
 
@@ -418,6 +445,7 @@ impl Journal {
                 ))
             })?;
         let mut journal = Journal::new(path.to_path_buf(), device_id, true);
+        journal.written = file.records.len();
         journal.records = file.records;
         journal.position = position;
         Ok(journal)
@@ -432,8 +460,10 @@ impl Journal {
         &self.path
     }
 
-    /// Appends a record and makes it durable before returning. A record that cannot follow
-    /// the journal's position is refused before anything is written.
+    /// Appends a record and makes it durable before returning, with every record before it
+    /// (the file is rewritten whole). A record that [can wait](can_wait) is kept in memory and
+    /// written with the next one that cannot. A record that cannot follow the journal's position
+    /// is refused before anything is written.
     pub fn append(&mut self, record: Record) -> Result<()> {
         let position = advance(self.position, record.step).map_err(|e: ImpossibleStep| {
             anyhow::anyhow!(
@@ -444,18 +474,36 @@ impl Journal {
                 self.position.describe()
             )
         })?;
+        let step = record.step;
         self.records.push(record);
-        if self.durable {
-            let bytes = serde_json::to_vec_pretty(&JournalFile {
-                format: Journal::FORMAT,
-                records: self.records.clone(),
-            })?;
-            if let Err(e) = write_durably(&self.path, &bytes) {
+        if !can_wait(step) {
+            if let Err(e) = self.write() {
                 self.records.pop();
                 return Err(e);
             }
         }
         self.position = position;
+        Ok(())
+    }
+
+    /// Writes the records that waited in memory, if any.
+    pub fn flush(&mut self) -> Result<()> {
+        match self.written < self.records.len() {
+            true => self.write(),
+            false => Ok(()),
+        }
+    }
+
+    fn write(&mut self) -> Result<()> {
+        if !self.durable {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(&JournalFile {
+            format: Journal::FORMAT,
+            records: self.records.clone(),
+        })?;
+        write_durably(&self.path, &bytes)?;
+        self.written = self.records.len();
         Ok(())
     }
 
@@ -702,9 +750,49 @@ mod tests {
         assert_eq!(journal.records().len(), 6);
     }
 
+    /// `detected`, `exported` and `validated` wait in memory; `delete-started` writes them all
+    /// before the delete; `deleted-from-source` waits for `import-started`; `flush` writes what
+    /// waits.
+    #[test]
+    fn records_that_can_wait_are_written_with_the_next_durable_one() {
+        use Step::*;
+        let on_disk = |journal: &Journal| -> Vec<String> {
+            match fs::read(journal.path()) {
+                Ok(bytes) => {
+                    let file: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    file["records"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r["step"].as_str().unwrap().to_string())
+                        .collect()
+                }
+                Err(_) => Vec::new(),
+            }
+        };
+        let (_dir, mut journal) = journal_with(&[Detected, Exported, Validated]);
+        assert!(on_disk(&journal).is_empty());
+        journal.append(Record::new(DeleteStarted)).unwrap();
+        assert_eq!(
+            on_disk(&journal),
+            ["detected", "exported", "validated", "delete-started"]
+        );
+        journal.append(Record::new(DeletedFromSource)).unwrap();
+        assert_eq!(on_disk(&journal).len(), 4);
+        journal.append(Record::new(ImportStarted)).unwrap();
+        assert_eq!(on_disk(&journal).len(), 6);
+        journal.append(Record::new(Imported)).unwrap();
+        journal.flush().unwrap();
+        assert_eq!(on_disk(&journal).last().unwrap(), "imported");
+        // What is on disk always replays, and never ahead of what happened.
+        let reloaded = Journal::load(journal.path(), "dev-1").unwrap();
+        assert_eq!(reloaded.position().place, Place::Imported);
+    }
+
     #[test]
     fn journals_carry_their_format_and_format_one_still_replays() {
-        let (_dir, journal) = journal_with(&[Step::Detected]);
+        let (_dir, mut journal) = journal_with(&[Step::Detected]);
+        journal.flush().unwrap();
         let written: serde_json::Value =
             serde_json::from_slice(&fs::read(journal.path()).unwrap()).unwrap();
         assert_eq!(written["format"], Journal::FORMAT);

@@ -19,6 +19,7 @@ mod lifecycle;
 mod next_step;
 mod outcome;
 mod output;
+mod pacing;
 mod plan;
 mod profile;
 mod report;

@@ -44,6 +44,11 @@ pub trait Progress: Sync {
     /// `step` is the label of the action that starts.
     fn step(&self, device: &str, step: &str);
     fn retrying(&self, device: &str, step: &str, error: &str);
+    /// A pause before the next try of `step`: `note` says why and for how long ("rate
+    /// limited, retry 2 in 4 s"). Shown as the device's current step.
+    fn waiting(&self, device: &str, step: &str, note: &str) {
+        self.step(device, &format!("{step}: {note}"));
+    }
     /// What an action found (a dry run prints it).
     fn note(&self, _device: &str, _note: &str) {}
     fn finished(&self, report: &DeviceReport);

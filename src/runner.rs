@@ -29,6 +29,7 @@ use crate::lifecycle::{
 use crate::next_step::NextStep;
 use crate::outcome::{DeviceReport, FailureKind, Outcome};
 use crate::output::Progress;
+use crate::pacing::{Answer, Lane, Pacing};
 use crate::plan::Migration;
 use crate::ttn_lw_cli::{CliError, ErrorKind, Invocation, Output, TtnLwCli};
 use crate::whole_device::{self, JoinState};
@@ -116,6 +117,28 @@ impl RetryPolicy {
     }
 }
 
+/// Retries of a rate-limited call per device: it had no effect, and its lane paces the next.
+const RATE_LIMITED_RETRIES: u32 = 30;
+
+/// The pacing lane of an action's main call.
+fn lane_of(action: Action) -> Option<Lane> {
+    match action {
+        Action::Detect | Action::Export | Action::ConfirmDelete => Some(Lane::SourceRead),
+        Action::Delete => Some(Lane::SourceDelete),
+        Action::Import => Some(Lane::TargetCreate),
+        _ => None,
+    }
+}
+
+/// A wait as the progress line shows it: `4 s`, `0.8 s`.
+fn seconds(wait: Duration) -> String {
+    let secs = wait.as_secs_f64();
+    match secs >= 10.0 || secs.fract() == 0.0 {
+        true => format!("{} s", secs.round()),
+        false => format!("{secs:.1} s"),
+    }
+}
+
 /// An action that did not complete.
 #[derive(Debug)]
 struct Failure {
@@ -124,6 +147,8 @@ struct Failure {
     kind: FailureKind,
     /// Worth another try after a pause: the loop asks `next` again.
     transient: bool,
+    /// The kind of the failed call, if a call failed.
+    call_kind: Option<ErrorKind>,
     /// The record a final failure adds.
     halt: Halt,
 }
@@ -134,6 +159,7 @@ impl Failure {
             error: error.into(),
             kind: FailureKind::Other,
             transient: false,
+            call_kind: None,
             halt: Halt::Failed,
         }
     }
@@ -157,6 +183,7 @@ impl Failure {
             error: format!("could not {what}: {}.{hint}", e.detail),
             kind: e.kind.into(),
             transient: e.kind.is_transient(),
+            call_kind: Some(e.kind),
             halt: Halt::Failed,
         }
     }
@@ -195,6 +222,7 @@ impl Failure {
                 false => FailureKind::ServerFailed,
             },
             transient,
+            call_kind: None,
             halt: Halt::Failed,
         })
     }
@@ -236,6 +264,8 @@ pub struct Runner<'a> {
     pub files: &'a Files,
     pub retry: RetryPolicy,
     pub interrupt: &'a Interrupt,
+    /// Paces the calls, gates the deletes and holds the circuit breaker; shared by the workers.
+    pub pacing: &'a Pacing,
     pub progress: &'a dyn Progress,
     /// Put a device back on the source when a step fails for good after its delete.
     pub rollback_on_failure: bool,
@@ -251,6 +281,10 @@ struct DeviceRun {
     error_kind: Option<FailureKind>,
     /// Actions performed in this run.
     performed: usize,
+    /// Passed the delete gate: in the delete window until its import answers or its run ends.
+    in_window: bool,
+    /// When it took the target-create slot its import will use.
+    create_slot: Option<Instant>,
 }
 
 impl DeviceRun {
@@ -272,7 +306,7 @@ impl Runner<'_> {
             rollback_on_failure: self.rollback_on_failure,
             freeze_downlinks: self.migration.freeze_downlinks,
             mode_known: self.migration.mode.is_some(),
-            stopping: self.interrupt.requested(),
+            stopping: self.interrupt.requested() || self.pacing.breaker_open(),
         }
     }
 
@@ -311,6 +345,8 @@ impl Runner<'_> {
             error: None,
             error_kind: None,
             performed: 0,
+            in_window: false,
+            create_slot: None,
         };
         if let Some(export) = run.journal.export_file() {
             if let Ok(bytes) = self.files.read(&export) {
@@ -319,7 +355,12 @@ impl Runner<'_> {
                 }
             }
         }
-        let end = self.drive(&mut run, goal);
+        let mut end = self.drive(&mut run, goal);
+        self.leave_window(&mut run);
+        if let Err(e) = run.journal.flush() {
+            run.error = Some(format!("{e:#}"));
+            end = End::Halted;
+        }
         self.conclude(&mut run, goal, end);
         self.progress.finished(&run.report);
         run.report
@@ -335,10 +376,15 @@ impl Runner<'_> {
             }
         }
         let mut retries = 0;
+        let mut limited_retries = 0;
         loop {
             let action = next(goal, run.journal.position(), self.policy());
             if let Action::Done(end) = action {
                 return end;
+            }
+            if !self.gate(run, action) {
+                // Still on the source: `next` stops it (Ctrl-C or the breaker).
+                continue;
             }
             self.progress.step(&run.report.device_id, action.label());
             let started = Instant::now();
@@ -358,12 +404,42 @@ impl Runner<'_> {
                 .time(action.label(), started.elapsed().as_millis() as u64);
             run.performed += 1;
             let Err(failure) = result else { continue };
-            if failure.transient && retries < self.retry.max_retries {
+            let rate_limited = failure.call_kind == Some(ErrorKind::RateLimited);
+            // A rate-limited call had no effect and its lane paces the next one: such retries
+            // have their own, larger budget.
+            let retry = match rate_limited {
+                true => limited_retries < RATE_LIMITED_RETRIES,
+                false => retries < self.retry.max_retries,
+            };
+            // With the breaker open, a device in flight goes back rather than waiting on.
+            if failure.transient && retry && !self.pacing.breaker_open() {
                 self.progress
                     .retrying(&run.report.device_id, action.label(), &failure.error);
-                std::thread::sleep(self.retry.delay(retries));
-                retries += 1;
+                let (wait, attempt, why) = match rate_limited {
+                    true => {
+                        limited_retries += 1;
+                        let lane = lane_of(action).unwrap_or(Lane::TargetCreate);
+                        (self.pacing.delay(lane), limited_retries, "rate limited")
+                    }
+                    false => {
+                        retries += 1;
+                        let why = match failure.call_kind {
+                            Some(ErrorKind::Timeout) => "timed out",
+                            _ => "no answer",
+                        };
+                        (self.retry.delay(retries - 1), retries, why)
+                    }
+                };
+                self.progress.waiting(
+                    &run.report.device_id,
+                    action.label(),
+                    &format!("{why}, retry {attempt} in {}", seconds(wait)),
+                );
+                self.interrupt.sleep(wait);
                 continue;
+            }
+            if failure.transient && matches!(action, Action::Import | Action::ConfirmImport) {
+                self.pacing.failed_on_target(&failure.error);
             }
             let step = failure_record(run.journal.position(), failure.halt);
             run.error.get_or_insert(failure.error.clone());
@@ -468,9 +544,58 @@ impl Runner<'_> {
         self.calls.render(invocation)
     }
 
+    /// A call through its pacing lane: waits for the lane's slot, and teaches the lane.
+    fn paced(&self, lane: Lane, invocation: &Invocation) -> Result<Output, CliError> {
+        self.pacing.wait(lane, false, &|| false);
+        self.teaching(lane, invocation)
+    }
+
+    /// A call whose lane slot was taken already; its answer teaches the lane.
+    fn teaching(&self, lane: Lane, invocation: &Invocation) -> Result<Output, CliError> {
+        let started = Instant::now();
+        let result = self.calls.run(invocation);
+        self.pacing.answered(lane, started, &Answer::of(&result));
+        result
+    }
+
+    /// The delete gate: a device is exported and deleted only once its create can follow at
+    /// once. Before the export it waits until the target-create slot is near; before the
+    /// delete it takes the slot, for the moment its create will start. False when the run
+    /// stops first; the device is still on the source then.
+    fn gate(&self, run: &mut DeviceRun, action: Action) -> bool {
+        if !matches!(action, Action::Freeze | Action::Export | Action::Delete) {
+            return true;
+        }
+        let stop = || self.interrupt.requested() || self.pacing.breaker_open();
+        if !run.in_window {
+            if !self.pacing.admit(&stop) {
+                return false;
+            }
+            run.in_window = true;
+        }
+        if action == Action::Delete && run.create_slot.is_none() {
+            if !self.pacing.before_delete(&stop) {
+                return false;
+            }
+            run.create_slot = Some(Instant::now());
+        }
+        true
+    }
+
+    /// Leaves the delete window if this device is in it.
+    fn leave_window(&self, run: &mut DeviceRun) {
+        if std::mem::take(&mut run.in_window) {
+            self.pacing.left_window();
+        }
+    }
+
     /// Does a device exist? Not found is an answer; anything else is a failure.
     fn exists(&self, invocation: &Invocation) -> Result<bool, Failure> {
-        match self.calls.run(invocation) {
+        self.exists_answer(self.calls.run(invocation))
+    }
+
+    fn exists_answer(&self, result: Result<Output, CliError>) -> Result<bool, Failure> {
+        match result {
             Ok(_) => Ok(true),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Failure::call(&e, "tell whether the device exists")),
@@ -496,6 +621,7 @@ impl Runner<'_> {
                     false => FailureKind::ServerFailed,
                 },
                 transient: e.transient(),
+                call_kind: None,
                 halt: Halt::Failed,
             });
         }
@@ -521,8 +647,7 @@ impl Runner<'_> {
     fn detect(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let detect = self.migration.detect(&run.device());
         let output = self
-            .calls
-            .run(&detect)
+            .paced(Lane::SourceRead, &detect)
             .map_err(|e| Failure::call(&e, "detect the activation mode"))?;
         let doc: Value = serde_json::from_slice(&output.stdout).map_err(|e| {
             Failure::new(format!(
@@ -615,7 +740,7 @@ impl Runner<'_> {
         let file_name = numbered("export", run.journal.count(Step::Exported) + 1);
         let file = run.journal.dir().join(&file_name);
         let export = self.migration.export(&run.device(), mode, &file);
-        let output = match self.calls.run(&export) {
+        let output = match self.paced(Lane::SourceRead, &export) {
             Ok(output) => output,
             Err(e) => {
                 let failure = Failure::call(&e, "export the device");
@@ -638,6 +763,7 @@ impl Runner<'_> {
                 ),
                 kind: FailureKind::Unavailable,
                 transient: true,
+                call_kind: None,
                 halt: Halt::Failed,
             });
         }
@@ -763,6 +889,8 @@ impl Runner<'_> {
         let device = run.device();
         let delete = self.migration.delete(&device);
         let line = self.render(&delete);
+        // The slot first: the device is on the source while it waits.
+        self.pacing.wait(Lane::SourceDelete, false, &|| false);
         let mut started = Record::new(Step::DeleteStarted).command(line.clone(), None);
         // A device reaches its delete only after the target's listing found no device with
         // its ID there (`batch::preflight`, before the first delete of `migrate`, and of
@@ -771,7 +899,7 @@ impl Runner<'_> {
         started.target_free = Some(true);
         run.journal.append(started)?;
         run.delete_started = Some(Instant::now());
-        match self.calls.run(&delete) {
+        match self.teaching(Lane::SourceDelete, &delete) {
             Ok(_) => run
                 .journal
                 .append(Record::new(Step::DeletedFromSource).command(line, Some(0)))?,
@@ -880,12 +1008,23 @@ impl Runner<'_> {
         let import_file = run.file(Step::Validated, "import document")?;
         let import = self.migration.import(&import_file);
         let line = self.render(&import);
+        // Its slot was taken at the gate; a retry waits for the next one, before the others.
+        let slot = run.create_slot.take().unwrap_or_else(|| {
+            self.pacing.wait(Lane::TargetCreate, true, &|| false);
+            Instant::now()
+        });
         run.journal.append(
             Record::new(Step::ImportStarted)
                 .command(line.clone(), None)
                 .file(file_name(&import_file)),
         )?;
+        let started = Instant::now();
         let result = self.calls.run(&import);
+        self.pacing
+            .answered_slot(Lane::TargetCreate, slot, started, &Answer::of(&result));
+        if result.is_ok() {
+            self.leave_window(run);
+        }
         if let Some(started) = run.delete_started {
             run.report.downtime_ms = Some(started.elapsed().as_millis() as u64);
         }
@@ -1568,6 +1707,7 @@ mod tests {
         }
 
         fn run(&self, goal: Goal, rollback_on_failure: bool) -> (DeviceReport, Position) {
+            let pacing = Pacing::new(0);
             let runner = Runner {
                 calls: &self.calls,
                 migration: &self.migration,
@@ -1579,6 +1719,7 @@ mod tests {
                     cap: Duration::ZERO,
                 },
                 interrupt: &self.interrupt,
+                pacing: &pacing,
                 progress: &Silent,
                 rollback_on_failure,
             };

@@ -226,6 +226,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
         rollback_on_failure: !args.no_rollback,
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
+        breaker_after: args.calls.max_target_failures as usize,
     };
     let calls = Prefetched {
         inner: &cli,
@@ -385,6 +386,7 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<Exit> {
         rollback_on_failure: !args.no_rollback,
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
+        breaker_after: args.calls.max_target_failures as usize,
     };
     reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
     let exit = batch::finish(&reports, work.path(), Goal::Migrate);
@@ -432,6 +434,7 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<Exit> {
         rollback_on_failure: false,
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
+        breaker_after: args.calls.max_target_failures as usize,
     };
     let reports = batch::run(&cli, &migration, &work, &devices, &batch);
     Ok(batch::finish(&reports, work.path(), Goal::Rollback))

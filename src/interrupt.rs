@@ -121,34 +121,6 @@ impl Interrupt {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_sleep_wakes_when_a_stop_is_requested() {
-        let interrupt = Interrupt::default();
-        let signal = interrupt.clone();
-        let sleeper = std::thread::spawn(move || interrupt.sleep(Duration::from_secs(600)));
-        std::thread::sleep(Duration::from_millis(20));
-        signal.request();
-        // Joins (the test would hang for ten minutes otherwise) and reports the early wake.
-        assert!(!sleeper.join().unwrap());
-        assert!(signal.requested());
-    }
-
-    #[test]
-    fn a_sleep_without_a_stop_sleeps_through() {
-        let interrupt = Interrupt::default();
-        assert!(interrupt.sleep(Duration::from_millis(1)));
-        interrupt.request();
-        assert!(
-            !interrupt.sleep(Duration::from_secs(600)),
-            "already stopping"
-        );
-    }
-}
-
 /// The notice of a forced stop: the devices off the source and not confirmed on the target,
 /// read from their journals, and the command that continues.
 fn hard_stop(run: &Run) -> String {
@@ -179,4 +151,32 @@ fn between_deployments(place: Place) -> bool {
         place,
         Place::MaybeDeleted | Place::ExportOnly | Place::MaybeImported | Place::MaybeRecreated
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sleep_wakes_when_a_stop_is_requested() {
+        let interrupt = Interrupt::default();
+        let signal = interrupt.clone();
+        let sleeper = std::thread::spawn(move || interrupt.sleep(Duration::from_secs(600)));
+        std::thread::sleep(Duration::from_millis(20));
+        signal.request();
+        // Joins (the test would hang for ten minutes otherwise) and reports the early wake.
+        assert!(!sleeper.join().unwrap());
+        assert!(signal.requested());
+    }
+
+    #[test]
+    fn a_sleep_without_a_stop_sleeps_through() {
+        let interrupt = Interrupt::default();
+        assert!(interrupt.sleep(Duration::from_millis(1)));
+        interrupt.request();
+        assert!(
+            !interrupt.sleep(Duration::from_secs(600)),
+            "already stopping"
+        );
+    }
 }

@@ -419,8 +419,14 @@ impl Summary {
                 "\n{} heard by no gateway connected to the target:\n",
                 count(self.unheard.len(), "device", "devices")
             ));
+            let id_width = self
+                .unheard
+                .iter()
+                .map(|u| u.device_id.chars().count())
+                .max()
+                .unwrap_or(0);
             for unheard in &self.unheard {
-                let device = format!("  {}  ", unheard.device_id);
+                let device = format!("  {:id_width$}  ", unheard.device_id);
                 out.push_str(&hang(&device, &unheard.reason, width));
                 out.push('\n');
             }
@@ -556,10 +562,21 @@ mod tests {
             packet_broker: false,
             no_uplinks: false,
         };
-        let summary = Summary::of(&[nameless], |_| TargetState::NotRegistered);
+        let long_name = DeviceGateways {
+            device_id: "soil-sensor-12".into(),
+            ..nameless.clone()
+        };
+        let summary = Summary::of(&[nameless, long_name], |_| TargetState::NotRegistered);
         assert_eq!(
             summary.unheard[0].reason,
             "its recent uplinks on the source name no gateway"
+        );
+        // The reasons start in one column, whatever the length of the device IDs.
+        let text = summary.render(100);
+        assert!(
+            text.contains("  dev-5           its recent uplinks")
+                && text.contains("  soil-sensor-12  its recent uplinks"),
+            "{text}"
         );
     }
 }

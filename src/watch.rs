@@ -232,28 +232,40 @@ pub fn count(results: &[DeviceWatch]) -> (usize, usize) {
     (heard, on_target)
 }
 
-/// The line of one device, its ID padded to `width`.
-pub fn line(result: &DeviceWatch, width: usize) -> String {
+/// The line of one device, its ID padded to `width`, wrapped at `columns` under its status.
+pub fn line(result: &DeviceWatch, width: usize, columns: usize) -> String {
     let id = format!("{:width$}", result.device_id);
-    match result.status {
-        Status::Heard => format!(
-            "{id}  heard   {}{}",
-            result.last_seen_at.as_deref().unwrap_or("-"),
-            result
-                .heard_by
-                .as_deref()
-                .map(|g| format!(" by {g}"))
-                .unwrap_or_default()
+    let (status, text) = match result.status {
+        Status::Heard => (
+            "heard",
+            format!(
+                "{}{}",
+                result.last_seen_at.as_deref().unwrap_or("-"),
+                result
+                    .heard_by
+                    .as_deref()
+                    .map(|g| format!(" by {g}"))
+                    .unwrap_or_default()
+            ),
         ),
-        Status::Silent => format!(
-            "{id}  silent  since its import at {}; last heard on the source by {}",
-            result.imported_at.as_deref().unwrap_or("-"),
-            result.source_gateways.heard_on_source()
+        Status::Silent => (
+            "silent",
+            format!(
+                "since its import at {}; last heard on the source by {}",
+                result.imported_at.as_deref().unwrap_or("-"),
+                result.source_gateways.heard_on_source()
+            ),
         ),
-        Status::NotOnTarget => {
-            format!("{id}  not on the target: its migration did not finish here (see `resume`)")
-        }
-    }
+        Status::NotOnTarget => (
+            "not on the target:",
+            "its migration did not finish here (see `resume`)".to_string(),
+        ),
+    };
+    let prefix = match result.status {
+        Status::NotOnTarget => format!("{id}  {status} "),
+        _ => format!("{id}  {status:<6}  "),
+    };
+    crate::terminal::hang(&prefix, &text, columns)
 }
 
 #[cfg(test)]
@@ -311,11 +323,11 @@ mod tests {
         );
         assert_eq!(count(&results), (1, 3));
         assert_eq!(
-            line(&results[0], 6),
+            line(&results[0], 6, 200),
             "heard   heard   2026-12-01T10:00:05.5Z"
         );
         assert_eq!(
-            line(&results[2], 5),
+            line(&results[2], 5, 200),
             "never  silent  since its import at 2026-12-01T10:00:00Z; last heard on the source by gw-ce (AA00000000000002)"
         );
     }

@@ -165,8 +165,9 @@ fn watch_reports_the_devices_heard_on_the_target_and_the_silent_ones() {
         .stderr_has("heard on the target: 1 of 3")
         .stderr_has("heard on the target: 2 of 3")
         .stdout_has("dev-2  silent  since its import at ")
-        .stdout_has("last heard on the source by gw-ce (58A0CBFFFE800202)")
-        .stdout_has("2 of 3 heard on the target; 1 silent after 3s.");
+        .stdout_says("last heard on the source by gw-ce (58A0CBFFFE800202)")
+        .stdout_has("2 of 3 heard on the target; 1 silent after 3s.")
+        .lines_fit(100);
     let last_seen = env.on_cloud("dev-1").unwrap()["last_seen_at"].clone();
     assert!(
         run.stdout.contains(&format!(

@@ -85,7 +85,7 @@ pub fn watch_work_dir(context: &Context, work: &WorkDir, options: &WatchOptions)
 
     let width = results.iter().map(|r| r.device_id.len()).max().unwrap_or(0);
     for result in &results {
-        println!("{}", line(result, width));
+        println!("{}", line(result, width, crate::terminal::width()));
     }
     let (heard, on_target) = count(&results);
     let silent = on_target - heard;

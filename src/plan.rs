@@ -229,24 +229,36 @@ fn export_args(app: &str, device: &str, mode: ActivationMode) -> Vec<String> {
     args
 }
 
+/// For unit tests: `app-1` from the `ce` profile (`/ce.yml`) to the `cloud` profile
+/// (`/cloud.yml`), modes detected, no freeze, ttn-lw-cli 3.32.1.
+#[cfg(test)]
+impl Migration {
+    pub fn example() -> Migration {
+        let profile = |label: &str| Profile {
+            label: label.into(),
+            path: format!("/{label}.yml").into(),
+            config: Default::default(),
+        };
+        Migration {
+            source: profile("ce"),
+            target: profile("cloud"),
+            application_id: "app-1".into(),
+            target_application_id: "app-1".into(),
+            mode: None,
+            freeze_downlinks: false,
+            cli_version: Version(3, 32, 1),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn migration(version: Version) -> Migration {
-        let profile = |label: &str, path: &str| Profile {
-            label: label.into(),
-            path: path.into(),
-            config: Default::default(),
-        };
         Migration {
-            source: profile("ce", "/ce.yml"),
-            target: profile("cloud", "/cloud.yml"),
-            application_id: "app-1".into(),
-            target_application_id: "app-1".into(),
-            mode: None,
-            freeze_downlinks: false,
             cli_version: version,
+            ..Migration::example()
         }
     }
 

@@ -1379,6 +1379,17 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Deletes the device from the target (already absent is fine); the record to append.
+    fn delete_from_target(&self, device: &str) -> Result<Record, Failure> {
+        let delete = self.migration.delete_on_target(device);
+        match self.calls.run(&delete) {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(Failure::call(&e, "delete the device from the target")),
+        }
+        Ok(Record::new(Step::DeletedFromTarget).command(self.render(&delete), Some(0)))
+    }
+
     /// Removes our copy from the target (never somebody else's device), then closes the rollback.
     fn finish_rollback(&self, run: &mut DeviceRun) -> Result<(), Failure> {
         let device = run.device();
@@ -1399,17 +1410,9 @@ impl Runner<'_> {
                     ))
                     .stuck());
                 }
-                let delete = self.migration.delete_on_target(&device);
-                match self.calls.run(&delete) {
-                    Ok(_) => {}
-                    Err(e) if e.kind == ErrorKind::NotFound => {}
-                    Err(e) => return Err(Failure::call(&e, "delete the device from the target")),
-                }
-                run.journal.append(
-                    Record::new(Step::DeletedFromTarget)
-                        .command(self.render(&delete), Some(0))
-                        .detail("this migration's half-created device"),
-                )?;
+                let deleted = self.delete_from_target(&device)?;
+                run.journal
+                    .append(deleted.detail("this migration's half-created device"))?;
                 run.journal.append(Record::new(Step::RolledBack))?;
                 return Ok(());
             }
@@ -1430,15 +1433,8 @@ impl Runner<'_> {
                 _ => false,
             };
             if ours {
-                let delete = self.migration.delete_on_target(&device);
-                match self.calls.run(&delete) {
-                    Ok(_) => {}
-                    Err(e) if e.kind == ErrorKind::NotFound => {}
-                    Err(e) => return Err(Failure::call(&e, "delete the device from the target")),
-                }
-                run.journal.append(
-                    Record::new(Step::DeletedFromTarget).command(self.render(&delete), Some(0)),
-                )?;
+                let deleted = self.delete_from_target(&device)?;
+                run.journal.append(deleted)?;
             } else if found.is_some() {
                 // Not ours: never touched. The device is back on the source; the run fails so
                 // that the operator looks at the target.
@@ -1508,7 +1504,6 @@ mod tests {
 
     use super::*;
     use crate::output::Progress;
-    use crate::profile::{Profile, ProfileConfig};
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Fault {
@@ -1659,19 +1654,9 @@ mod tests {
     }
 
     fn migration(freeze_downlinks: bool) -> Migration {
-        let profile = |label: &str, path: &str| Profile {
-            label: label.into(),
-            path: path.into(),
-            config: ProfileConfig::default(),
-        };
         Migration {
-            source: profile("ce", "/ce.yml"),
-            target: profile("cloud", "/cloud.yml"),
-            application_id: "app-1".into(),
-            target_application_id: "app-1".into(),
-            mode: None,
             freeze_downlinks,
-            cli_version: crate::ttn_lw_cli::Version(3, 32, 1),
+            ..Migration::example()
         }
     }
 

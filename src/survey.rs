@@ -184,8 +184,7 @@ impl Calls for Prefetched<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::Profile;
-    use crate::ttn_lw_cli::{ErrorKind, Version};
+    use crate::ttn_lw_cli::ErrorKind;
     use serde_json::json;
 
     /// Answers every `get` with a device heard by one gateway; counts the calls.
@@ -219,20 +218,7 @@ mod tests {
     }
 
     fn migration() -> Migration {
-        let profile = |label: &str| Profile {
-            label: label.into(),
-            path: format!("/{label}.yml").into(),
-            config: Default::default(),
-        };
-        Migration {
-            source: profile("ce"),
-            target: profile("cloud"),
-            application_id: "app-1".into(),
-            target_application_id: "app-1".into(),
-            mode: None,
-            freeze_downlinks: false,
-            cli_version: Version(3, 32, 1),
-        }
+        Migration::example()
     }
 
     #[test]

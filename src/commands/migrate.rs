@@ -212,6 +212,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
         .collect();
     let mut manifest = migration.manifest(&recorded);
     manifest.jobs = Some(args.jobs);
+    manifest.target_rate = args.target_rate;
     work.write_manifest(&manifest).or_refused()?;
     if !context.cli.quiet {
         crate::terminal::eprint_wrapped(&format!(
@@ -227,6 +228,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
         breaker_after: args.calls.max_target_failures as usize,
+        target_rate: args.target_rate,
     };
     let calls = Prefetched {
         inner: &cli,
@@ -387,6 +389,7 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<Exit> {
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
         breaker_after: args.calls.max_target_failures as usize,
+        target_rate: args.target_rate.or(manifest.target_rate),
     };
     reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
     let exit = batch::finish(&reports, work.path(), Goal::Migrate);
@@ -435,6 +438,8 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<Exit> {
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
         breaker_after: args.calls.max_target_failures as usize,
+        // A rollback creates on the source.
+        target_rate: None,
     };
     let reports = batch::run(&cli, &migration, &work, &devices, &batch);
     Ok(batch::finish(&reports, work.path(), Goal::Rollback))

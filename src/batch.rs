@@ -39,6 +39,8 @@ pub struct Batch {
     /// Target creates per minute the operator declared (`--target-rate`): paced from the first
     /// create rather than learned from the first refusals.
     pub target_rate: Option<u32>,
+    /// The bucket of that rate, full at the start (`--target-burst`; `None`: one minute's).
+    pub target_burst: Option<u32>,
 }
 
 /// Runs devices with Ctrl-C handling and the progress display in place. `calls` is ttn-lw-cli,
@@ -66,7 +68,11 @@ pub fn run(
     let files = Files::Disk;
     let pacing = Pacing::new(batch.breaker_after);
     if let Some(per_minute) = batch.target_rate {
-        pacing.declare(Lane::TargetCreate, per_minute);
+        pacing.declare(
+            Lane::TargetCreate,
+            per_minute,
+            batch.target_burst.unwrap_or(per_minute),
+        );
     }
     let runner = Runner {
         calls,

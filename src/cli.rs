@@ -227,6 +227,11 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_TARGET_RATE), help_heading = BATCH)]
     pub target_rate: Option<u32>,
 
+    /// With --target-rate: how many creates the target's bucket holds, full at the start (a
+    /// server's default is one minute of creates) [default: --target-rate N]
+    #[arg(long, value_name = "N", requires = "target_rate", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_TARGET_RATE), help_heading = BATCH)]
+    pub target_burst: Option<u32>,
+
     /// Write the result of every device to FILE as JSON (never keys); `-`: standard output,
     /// and the human output goes to standard error
     #[arg(long, value_name = "FILE", help_heading = BATCH)]

@@ -283,6 +283,9 @@ pub struct Manifest {
     /// not given, and in manifests of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_rate: Option<u32>,
+    /// `--target-burst` of the run, kept by `resume` with the rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_burst: Option<u32>,
 }
 
 impl Manifest {
@@ -686,6 +689,7 @@ mod tests {
                 devices: vec!["dev-1".into()],
                 jobs: None,
                 target_rate: None,
+                target_burst: None,
             })
             .unwrap();
             let mut journal = work.journal("dev-1").unwrap();

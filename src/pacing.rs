@@ -137,6 +137,10 @@ struct Pace {
     typical: Duration,
     /// The shortest interval the lane probes down to: the pace of a declared rate.
     fastest: Option<Duration>,
+    /// How far ahead of the pace a call may go: the server's bucket holds a burst of calls
+    /// (a declared rate's bucket starts full, as a real server's does, `pkg/ratelimit`). Slots
+    /// follow the generic cell rate algorithm: a call may start once `next - burst` is past.
+    burst: Duration,
 }
 
 impl Pace {
@@ -152,6 +156,7 @@ impl Pace {
             limited: 0,
             typical: Duration::ZERO,
             fastest: None,
+            burst: Duration::ZERO,
         }
     }
 
@@ -210,8 +215,8 @@ impl Pace {
                 if Some(interval) != self.interval {
                     self.change(interval, now);
                 }
-                // The bucket is empty now.
-                self.next = self.next.max(now + interval);
+                // The bucket is empty now: the next call one interval from now.
+                self.next = self.next.max(now + self.burst + interval);
             }
             Answer::Unanswered(_) | Answer::Other => {}
         }
@@ -272,11 +277,15 @@ impl Pacing {
     }
 
     /// Paces `lane` from its first call a little under `per_minute`, the rate the operator
-    /// declared for it (`--target-rate`); refusals still slow it, and it never probes faster.
-    pub fn declare(&self, lane: Lane, per_minute: u32) {
+    /// declared for it (`--target-rate`), with the `burst` of a server's bucket that starts full
+    /// (`--target-burst`; the default profile of `pkg/ratelimit` holds `max-per-min`, one
+    /// minute of calls); refusals still slow it and empty the modelled bucket, and it never
+    /// probes faster.
+    pub fn declare(&self, lane: Lane, per_minute: u32, burst: u32) {
         let mut pace = lock(&self.lane(lane).0);
         let interval = Pace::under(per_minute);
         pace.fastest = Some(interval);
+        pace.burst = interval * burst.saturating_sub(1);
         pace.change(interval, Instant::now());
     }
 
@@ -312,7 +321,7 @@ impl Pacing {
             let behind_urgent = !slot.urgent && pace.urgent > 0;
             match pace.interval {
                 None if !behind_urgent => break true,
-                Some(interval) if !behind_urgent && at >= pace.next => {
+                Some(interval) if !behind_urgent && at + pace.burst >= pace.next => {
                     if slot.take {
                         pace.next = pace.next.max(at) + interval;
                     }
@@ -322,7 +331,7 @@ impl Pacing {
             }
             let sleep = pace
                 .next
-                .saturating_duration_since(at)
+                .saturating_duration_since(at + pace.burst)
                 .clamp(Duration::from_millis(1), POLL);
             pace = ready
                 .wait_timeout(pace, sleep)
@@ -366,9 +375,9 @@ impl Pacing {
 
     /// How long until the lane's next free slot.
     pub fn delay(&self, lane: Lane) -> Duration {
-        lock(&self.lane(lane).0)
-            .next
-            .saturating_duration_since(Instant::now())
+        let pace = lock(&self.lane(lane).0);
+        pace.next
+            .saturating_duration_since(Instant::now() + pace.burst)
     }
 
     /// Learns from a call's answer. `started`: when the call started.
@@ -530,7 +539,7 @@ mod tests {
     #[test]
     fn a_declared_rate_paces_from_the_first_call() {
         let pacing = Pacing::new(3);
-        pacing.declare(Lane::TargetCreate, 1);
+        pacing.declare(Lane::TargetCreate, 1, 1);
         let pace = pacing.per_minute(Lane::TargetCreate).unwrap();
         assert!((0.9..1.0).contains(&pace), "{pace}");
         assert!(pacing.wait(Lane::TargetCreate, false, &never));
@@ -567,10 +576,36 @@ mod tests {
         assert_eq!(pace.interval, Some(declared));
     }
 
+    /// A declared bucket that starts full lets its burst go at once, then paces; a refusal
+    /// (another client emptied it) empties the modelled bucket: the next call one interval on.
+    #[test]
+    fn a_declared_burst_goes_at_once_and_a_refusal_empties_it() {
+        let pacing = Pacing::new(3);
+        pacing.declare(Lane::TargetCreate, 60, 3);
+        for _ in 0..3 {
+            assert!(pacing.wait(Lane::TargetCreate, false, &never));
+        }
+        // The fourth waits for the pace: a little over a second.
+        let delay = pacing.delay(Lane::TargetCreate);
+        assert!(
+            delay > Duration::from_millis(900) && delay < Duration::from_millis(1200),
+            "{delay:?}"
+        );
+        let pacing = Pacing::new(3);
+        pacing.declare(Lane::TargetCreate, 60, 3);
+        pacing.answered(
+            Lane::TargetCreate,
+            Instant::now(),
+            &Answer::RateLimited(Some(60)),
+        );
+        let delay = pacing.delay(Lane::TargetCreate);
+        assert!(delay > Duration::from_millis(900), "{delay:?}");
+    }
+
     #[test]
     fn a_rate_named_slower_than_a_declared_one_paces_at_once() {
         let pacing = Pacing::new(3);
-        pacing.declare(Lane::TargetCreate, 600);
+        pacing.declare(Lane::TargetCreate, 600, 600);
         pacing.answered(
             Lane::TargetCreate,
             Instant::now(),
@@ -686,7 +721,7 @@ mod tests {
     #[test]
     fn a_waiting_worker_leads_by_the_usual_call_known_while_it_waits() {
         let pacing = Pacing::new(3);
-        pacing.declare(Lane::TargetCreate, 6);
+        pacing.declare(Lane::TargetCreate, 6, 1);
         assert!(pacing.wait(Lane::TargetCreate, false, &never));
         // The next slot is ~10 s away; no delete has answered yet.
         let (done, returned) = std::sync::mpsc::channel();

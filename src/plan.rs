@@ -63,6 +63,7 @@ impl Migration {
             devices: devices.to_vec(),
             jobs: None,
             target_rate: None,
+            target_burst: None,
         }
     }
 

@@ -123,7 +123,18 @@ fn a_declared_target_rate_paces_from_the_first_create_so_none_is_refused() {
 
     let declared = Env::new().with_profiles();
     assert_eq!(
-        migrate(&declared, &["--target-rate", "60", "--work-dir", "w"]),
+        // The bucket holds 2 creates now (another client used the rest): declared as such.
+        migrate(
+            &declared,
+            &[
+                "--target-rate",
+                "60",
+                "--target-burst",
+                "2",
+                "--work-dir",
+                "w"
+            ]
+        ),
         0,
         "a create was refused"
     );
@@ -131,9 +142,10 @@ fn a_declared_target_rate_paces_from_the_first_create_so_none_is_refused() {
         serde_json::from_slice(&std::fs::read(declared.cwd().join("w/migration.json")).unwrap())
             .unwrap();
     assert_eq!(manifest["target_rate"], 60);
+    assert_eq!(manifest["target_burst"], 2);
 }
 
-/// `resume` keeps the --target-rate of the migration: dev-2 (left off the source by a refused
+/// `resume` keeps the --target-rate and --target-burst of the migration: dev-2 (left off the source by a refused
 /// create) and dev-3 (not started) are created 2 s apart, under a limit of 30 a minute with
 /// one create left, and neither is refused.
 #[test]
@@ -160,6 +172,8 @@ fn resume_keeps_the_declared_target_rate() {
         "--no-rollback",
         "--target-rate",
         "30",
+        "--target-burst",
+        "1",
         "--work-dir",
         "w",
         "--yes",

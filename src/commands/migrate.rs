@@ -213,6 +213,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
     let mut manifest = migration.manifest(&recorded);
     manifest.jobs = Some(args.jobs);
     manifest.target_rate = args.target_rate;
+    manifest.target_burst = args.target_burst;
     work.write_manifest(&manifest).or_refused()?;
     if !context.cli.quiet {
         crate::terminal::eprint_wrapped(&format!(
@@ -229,6 +230,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
         quiet: context.cli.quiet,
         breaker_after: args.calls.max_target_failures as usize,
         target_rate: args.target_rate,
+        target_burst: args.target_burst,
     };
     let calls = Prefetched {
         inner: &cli,
@@ -390,6 +392,11 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<Exit> {
         quiet: context.cli.quiet,
         breaker_after: args.calls.max_target_failures as usize,
         target_rate: args.target_rate.or(manifest.target_rate),
+        // A rate given to `resume` comes with the default burst; else the migration's.
+        target_burst: match args.target_rate {
+            Some(_) => None,
+            None => manifest.target_burst,
+        },
     };
     reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
     let exit = batch::finish(&reports, work.path(), Goal::Migrate);
@@ -440,6 +447,7 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<Exit> {
         breaker_after: args.calls.max_target_failures as usize,
         // A rollback creates on the source.
         target_rate: None,
+        target_burst: None,
     };
     let reports = batch::run(&cli, &migration, &work, &devices, &batch);
     Ok(batch::finish(&reports, work.path(), Goal::Rollback))

@@ -8,8 +8,8 @@
 //!
 //! Settings (environment): `BENCH_DEVICES` (200), `BENCH_LATENCY_MS` (100),
 //! `BENCH_LARGE_DEVICES` (10000; 0 skips the large run), `BENCH_JOBS` (`1,4,8,16`),
-//! `BENCH_RUNS` (`table,overhead,large,idle,limited,down`: the runs to make; `jobs` is the
-//! table without the baseline),
+//! `BENCH_RUNS` (`table,overhead,large,idle,limited,declared,down`: the runs to make; `jobs` is
+//! the table without the baseline, `declared` the rate-limited run with `--target-rate`),
 //! `BENCH_IDLE_DEVICES` (60), `BENCH_LIMITED_DEVICES` (300), `BENCH_LIMIT_PER_MIN` (120),
 //! `BENCH_DOWN_DEVICES` (50), `BENCH_DOWN_JOBS` (8), `BENCH_TOOL` (another build of the tool,
 //! to compare).
@@ -31,7 +31,8 @@
 //!   servers' default profiles). The ceiling: the bucket, then the refill rate, so 300 creates
 //!   take at least (300 − limit) / (limit per second); throughput is that time over the time
 //!   from the first create's start to the last create's end. Also the delete-to-create window
-//!   (p50/p99), CLI calls per device and `rate_limit_exceeded` answers;
+//!   (p50/p99), CLI calls per device and `rate_limit_exceeded` answers; `declared`: the same
+//!   with the limit given to the tool (`--target-rate`), paced from the first create;
 //! - target down: every `end-devices create` on the target answers `unavailable` (a gRPC
 //!   Unavailable, as ttn-lw-cli prints a refused connection) all run; how many devices were
 //!   ever deleted, and where each ended.
@@ -87,7 +88,7 @@ fn main() {
         .filter_map(|j| j.trim().parse().ok())
         .collect();
     let runs = std::env::var("BENCH_RUNS")
-        .unwrap_or_else(|_| "table,overhead,large,idle,limited,down".into());
+        .unwrap_or_else(|_| "table,overhead,large,idle,limited,declared,down".into());
     let run = |name: &str| runs.split(',').any(|r| r.trim() == name);
     if Command::new("jq").arg("--version").output().is_err() {
         eprintln!(
@@ -176,34 +177,11 @@ fn main() {
         );
     }
 
-    if run("limited") {
-        let n = setting("BENCH_LIMITED_DEVICES", 300);
-        let per_min = setting("BENCH_LIMIT_PER_MIN", 120) as u32;
-        eprintln!("rate limited: {n} devices, --jobs 16, {per_min} creates per minute");
-        let lab = Lab::new(&double, n, Fixture::Otaa, latency_ms);
-        lab.state
-            .set_rate_limit("end-devices create", CLOUD, per_min, 60_000);
-        let before = lab.state.calls().len();
-        let measured = lab.run_tool("tool --jobs 16, rate limited", 16, false);
-        let creates = lab.span_of(before, "end-devices create", CLOUD);
-        let ceiling_s = n.saturating_sub(per_min as usize) as f64 / (per_min as f64 / 60.0);
-        let limited = lab.state.rate_limited_calls("end-devices create", CLOUD);
-        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
-        println!(
-            "\n### Rate limited: {n} devices, --jobs 16, target creates limited to {per_min} a minute, {latency_ms} ms per call\n\n\
-             | wall | creates, first to last | ceiling (({n} − {per_min}) / {per_min} per min) | share of the ceiling | window p50 | window p99 | CLI calls/device | rate-limited answers | migrated | failed |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
-             | {:.1} s | {:.1} s | {:.1} s | {:.1} % | {} | {} | {:.2} | {limited} | {} | {} |",
-            measured.wall.as_secs_f64(),
-            creates as f64 / 1000.0,
-            ceiling_s,
-            100.0 * ceiling_s * 1000.0 / creates.max(1) as f64,
-            ms(percentile(&measured.downtime_ms, 50.0)),
-            ms(percentile(&measured.downtime_ms, 99.0)),
-            measured.calls_per_device(),
-            measured.migrated,
-            measured.failed,
-        );
+    // `declared`: the same run with the limit given to the tool (`--target-rate`).
+    for (name, declared) in [("limited", false), ("declared", true)] {
+        if run(name) {
+            rate_limited(&double, latency_ms, declared);
+        }
     }
 
     if run("down") {
@@ -263,6 +241,48 @@ fn setting(name: &str, default: usize) -> usize {
 }
 
 /// Builds the double's `ttn-lw-cli` in release mode and returns its path.
+/// The rate-limited run: 300 devices at `--jobs 16` against a target limited to
+/// `BENCH_LIMIT_PER_MIN` creates a minute, the limit learned from the first refusal or, with
+/// `declared`, given to the tool with `--target-rate`.
+fn rate_limited(double: &Path, latency_ms: u64, declared: bool) {
+    let n = setting("BENCH_LIMITED_DEVICES", 300);
+    let per_min = setting("BENCH_LIMIT_PER_MIN", 120) as u32;
+    let how = match declared {
+        true => format!(", --target-rate {per_min}"),
+        false => String::new(),
+    };
+    eprintln!("rate limited: {n} devices, --jobs 16{how}, {per_min} creates per minute");
+    let lab = Lab::new(double, n, Fixture::Otaa, latency_ms);
+    lab.state
+        .set_rate_limit("end-devices create", CLOUD, per_min, 60_000);
+    let before = lab.state.calls().len();
+    let rate = per_min.to_string();
+    let extra: &[&str] = match declared {
+        true => &["--target-rate", &rate],
+        false => &[],
+    };
+    let measured = lab.run_tool_with("tool --jobs 16, rate limited", 16, false, extra);
+    let creates = lab.span_of(before, "end-devices create", CLOUD);
+    let ceiling_s = n.saturating_sub(per_min as usize) as f64 / (per_min as f64 / 60.0);
+    let limited = lab.state.rate_limited_calls("end-devices create", CLOUD);
+    let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+    println!(
+        "\n### Rate limited: {n} devices, --jobs 16{how}, target creates limited to {per_min} a minute, {latency_ms} ms per call\n\n\
+         | wall | creates, first to last | ceiling (({n} − {per_min}) / {per_min} per min) | share of the ceiling | window p50 | window p99 | CLI calls/device | rate-limited answers | migrated | failed |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | {:.1} s | {:.1} s | {:.1} s | {:.1} % | {} | {} | {:.2} | {limited} | {} | {} |",
+        measured.wall.as_secs_f64(),
+        creates as f64 / 1000.0,
+        ceiling_s,
+        100.0 * ceiling_s * 1000.0 / creates.max(1) as f64,
+        ms(percentile(&measured.downtime_ms, 50.0)),
+        ms(percentile(&measured.downtime_ms, 99.0)),
+        measured.calls_per_device(),
+        measured.migrated,
+        measured.failed,
+    );
+}
+
 fn build_double() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = root.join("target/bench-double");
@@ -410,6 +430,11 @@ impl Lab {
     }
 
     fn run_tool(&self, name: &str, jobs: u32, otaa: bool) -> Measured {
+        self.run_tool_with(name, jobs, otaa, &[])
+    }
+
+    /// The tool with `extra` options.
+    fn run_tool_with(&self, name: &str, jobs: u32, otaa: bool, extra: &[&str]) -> Measured {
         let calls_before = self.state.calls().len();
         let mut command = self.command(tool());
         command.args([
@@ -425,6 +450,7 @@ impl Lab {
         if otaa {
             command.arg("--otaa");
         }
+        command.args(extra);
         let log = self.dir.path().join("tool-stderr.txt");
         command.stderr(std::fs::File::create(&log).unwrap());
         let (wall, peak_rss_kb) = run_measured(command);

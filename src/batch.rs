@@ -36,6 +36,11 @@ pub struct Batch {
     /// The circuit breaker: devices in a row failing on the target for a transient reason that
     /// stop the run (0: never).
     pub breaker_after: usize,
+    /// Target creates per minute the operator declared (`--target-rate`): paced from the first
+    /// create rather than learned from the first refusals.
+    pub target_rate: Option<u32>,
+    /// The bucket of that rate, full at the start (`--target-burst`; `None`: one minute's).
+    pub target_burst: Option<u32>,
 }
 
 /// Runs devices with Ctrl-C handling and the progress display in place. `calls` is ttn-lw-cli,
@@ -62,6 +67,13 @@ pub fn run(
     });
     let files = Files::Disk;
     let pacing = Pacing::new(batch.breaker_after);
+    if let Some(per_minute) = batch.target_rate {
+        pacing.declare(
+            Lane::TargetCreate,
+            per_minute,
+            batch.target_burst.unwrap_or(per_minute),
+        );
+    }
     let runner = Runner {
         calls,
         migration,

@@ -24,6 +24,8 @@ const AFTER: &str = "After the migration";
 
 /// Limits of the options, shown in `--help` and enforced by the parser.
 pub const MAX_JOBS: u32 = 64;
+/// The highest `--target-rate`: a thousand creates a second.
+const MAX_TARGET_RATE: i64 = 60_000;
 pub const MAX_RETRIES: u32 = 10;
 const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
 const RETRY_DELAY_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(30));
@@ -219,6 +221,17 @@ pub struct MigrateArgs {
     #[arg(long, help_heading = BATCH)]
     pub fail_fast: bool,
 
+    /// The target's limit on device creates per minute, if known (e.g. 100): pace the creates
+    /// 5 % under it from the first one, so that none is refused while its device is off the
+    /// source; refusals still slow the pace [default: learned from the first refusal]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_TARGET_RATE), help_heading = BATCH)]
+    pub target_rate: Option<u32>,
+
+    /// With --target-rate: how many creates the target's bucket holds, full at the start (a
+    /// server's default is one minute of creates) [default: --target-rate N]
+    #[arg(long, value_name = "N", requires = "target_rate", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_TARGET_RATE), help_heading = BATCH)]
+    pub target_burst: Option<u32>,
+
     /// Write the result of every device to FILE as JSON (never keys); `-`: standard output,
     /// and the human output goes to standard error
     #[arg(long, value_name = "FILE", help_heading = BATCH)]
@@ -313,6 +326,11 @@ pub struct ResumeArgs {
     /// Devices continued at once, 1 to 64 [default: the --jobs of the migration]
     #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_JOBS as i64))]
     pub jobs: Option<u32>,
+
+    /// The target's limit on device creates, per minute, paced from the first create
+    /// [default: the --target-rate of the migration, else learned from the first refusal]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=MAX_TARGET_RATE))]
+    pub target_rate: Option<u32>,
 
     /// Print every command instead of changing anything (read-only commands still run)
     #[arg(long)]

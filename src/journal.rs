@@ -279,6 +279,13 @@ pub struct Manifest {
     /// `--jobs` of the run, kept by `resume`; absent in manifests of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<u32>,
+    /// `--target-rate` of the run (target creates per minute), kept by `resume`; absent when
+    /// not given, and in manifests of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rate: Option<u32>,
+    /// `--target-burst` of the run, kept by `resume` with the rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_burst: Option<u32>,
 }
 
 impl Manifest {
@@ -681,6 +688,8 @@ mod tests {
                 freeze_downlinks: false,
                 devices: vec!["dev-1".into()],
                 jobs: None,
+                target_rate: None,
+                target_burst: None,
             })
             .unwrap();
             let mut journal = work.journal("dev-1").unwrap();

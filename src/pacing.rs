@@ -3,10 +3,13 @@
 //!
 //! The ceiling of a large migration is the deployments' rate limits, not the workers. Calls go
 //! through three lanes, paced separately: source reads, source deletes, target creates. A lane
-//! starts unpaced. Its first `pkg/ratelimit:rate_limit_exceeded` answer sets its pace to the rate
-//! the server names ("rate limit of `N` accesses per minute": N per minute, a little slower, so
-//! that the server's bucket refills a little between calls); without that figure, half the rate
-//! of its successes so far. From then on it is AIMD: a rejection of a call started under the
+//! starts unpaced, unless the operator declared its rate ([`Pacing::declare`], `--target-rate`):
+//! then it is paced from its first call, a little under the declared rate, so that the devices
+//! between their delete and their create when a bucket runs out are never refused; a declared
+//! rate is also the fastest the lane ever probes. An undeclared lane's first
+//! `pkg/ratelimit:rate_limit_exceeded` answer sets its pace to the rate the server names ("rate
+//! limit of `N` accesses per minute": N per minute, a little slower, so that the server's bucket
+//! refills a little between calls); without that figure, half the rate of its successes so far. From then on it is AIMD: a rejection of a call started under the
 //! current pace slows the lane by a tenth (rejections of calls started before the last change
 //! only mean the bucket is empty now); two minutes of successes in a row speed it up by 5 %.
 //!
@@ -93,8 +96,11 @@ fn declared_rate(e: &CliError) -> Option<u32> {
 struct Slot {
     /// A device already deleted: goes first, never stops.
     urgent: bool,
-    /// The call starts this long after the wait returns (the slot is its start).
+    /// The call starts this long after the wait returns (the slot is its start)…
     lead: Duration,
+    /// … plus the usual durations of these lanes' calls, as known at each look: a worker that
+    /// began to wait before the first of them answered leads by as much as one that came later.
+    lead_of: &'static [Lane],
     /// Take the slot; else only wait until it is near (the gate before an export).
     take: bool,
 }
@@ -129,6 +135,12 @@ struct Pace {
     limited: usize,
     /// Moving average of the calls' durations.
     typical: Duration,
+    /// The shortest interval the lane probes down to: the pace of a declared rate.
+    fastest: Option<Duration>,
+    /// How far ahead of the pace a call may go: the server's bucket holds a burst of calls
+    /// (a declared rate's bucket starts full, as a real server's does, `pkg/ratelimit`). Slots
+    /// follow the generic cell rate algorithm: a call may start once `next - burst` is past.
+    burst: Duration,
 }
 
 impl Pace {
@@ -143,7 +155,16 @@ impl Pace {
             urgent: 0,
             limited: 0,
             typical: Duration::ZERO,
+            fastest: None,
+            burst: Duration::ZERO,
         }
+    }
+
+    /// The interval of pacing a little under `per_minute`.
+    fn under(per_minute: u32) -> Duration {
+        Duration::from_secs(60)
+            .div_f64(per_minute.max(1) as f64)
+            .mul_f64(SLACK)
     }
 
     /// `committed`: when the caller took its slot (at the latest, when the call started): a
@@ -160,31 +181,42 @@ impl Pace {
                 self.streak += 1;
                 if let Some(interval) = self.interval {
                     if interval * self.streak >= PROBE_AFTER {
-                        self.change(interval.div_f64(FASTER), now);
+                        let faster = interval.div_f64(FASTER);
+                        match self.fastest {
+                            // Never faster than a little under the declared rate.
+                            Some(fastest) if faster < fastest => match interval > fastest {
+                                true => self.change(fastest, now),
+                                false => self.streak = 0,
+                            },
+                            _ => self.change(faster, now),
+                        }
                     }
                 }
             }
-            Answer::RateLimited(declared) => {
+            Answer::RateLimited(named_rate) => {
                 self.limited += 1;
-                let declared = declared.map(|rate| Duration::from_secs(60).div_f64(rate as f64));
+                // A little under the rate the server named.
+                let named = named_rate.map(Pace::under);
                 let slower = match self.interval {
                     // Committed before the last change: the bucket is empty now, nothing more.
                     Some(interval) if committed < self.changed => interval,
                     Some(interval) => interval.mul_f64(SLOWER),
-                    None => match (declared, self.first) {
-                        (Some(declared), _) => declared.mul_f64(SLACK),
+                    None => match (named, self.first) {
+                        (Some(named), _) => named,
                         (None, Some(first)) if self.successes > 0 => {
                             (now - first).div_f64(self.successes as f64) * 2
                         }
                         (None, _) => Duration::from_secs(1),
                     },
                 };
+                // A rate named slower than the pace (a declared rate too high): that rate at once.
+                let slower = named.map_or(slower, |named| slower.max(named));
                 let interval = slower.max(Duration::from_millis(1));
                 if Some(interval) != self.interval {
                     self.change(interval, now);
                 }
-                // The bucket is empty now.
-                self.next = self.next.max(now + interval);
+                // The bucket is empty now: the next call one interval from now.
+                self.next = self.next.max(now + self.burst + interval);
             }
             Answer::Unanswered(_) | Answer::Other => {}
         }
@@ -244,6 +276,19 @@ impl Pacing {
         }
     }
 
+    /// Paces `lane` from its first call a little under `per_minute`, the rate the operator
+    /// declared for it (`--target-rate`), with the `burst` of a server's bucket that starts full
+    /// (`--target-burst`; the default profile of `pkg/ratelimit` holds `max-per-min`, one
+    /// minute of calls); refusals still slow it and empty the modelled bucket, and it never
+    /// probes faster.
+    pub fn declare(&self, lane: Lane, per_minute: u32, burst: u32) {
+        let mut pace = lock(&self.lane(lane).0);
+        let interval = Pace::under(per_minute);
+        pace.fastest = Some(interval);
+        pace.burst = interval * burst.saturating_sub(1);
+        pace.change(interval, Instant::now());
+    }
+
     fn lane(&self, lane: Lane) -> &(Mutex<Pace>, Condvar) {
         &self.lanes[lane.index()]
     }
@@ -255,6 +300,7 @@ impl Pacing {
         let slot = Slot {
             urgent,
             lead: Duration::ZERO,
+            lead_of: &[],
             take: true,
         };
         self.wait_for(lane, slot, stop)
@@ -268,14 +314,14 @@ impl Pacing {
         }
         let taken = loop {
             // When the call would reach the deployment.
-            let at = Instant::now() + slot.lead;
+            let at = Instant::now() + slot.lead + self.typical_sum(lane, slot.lead_of);
             if !slot.urgent && stop() {
                 break false;
             }
             let behind_urgent = !slot.urgent && pace.urgent > 0;
             match pace.interval {
                 None if !behind_urgent => break true,
-                Some(interval) if !behind_urgent && at >= pace.next => {
+                Some(interval) if !behind_urgent && at + pace.burst >= pace.next => {
                     if slot.take {
                         pace.next = pace.next.max(at) + interval;
                     }
@@ -285,7 +331,7 @@ impl Pacing {
             }
             let sleep = pace
                 .next
-                .saturating_duration_since(at)
+                .saturating_duration_since(at + pace.burst)
                 .clamp(Duration::from_millis(1), POLL);
             pace = ready
                 .wait_timeout(pace, sleep)
@@ -307,13 +353,21 @@ impl Pacing {
         lock(&self.lane(lane).0).typical
     }
 
+    /// The summed usual durations of `lanes`, read while `holding`'s lock is held (locks are
+    /// only ever taken in this order: the target-create lane, then a source lane).
+    fn typical_sum(&self, holding: Lane, lanes: &[Lane]) -> Duration {
+        debug_assert!(!lanes.contains(&holding));
+        lanes.iter().map(|l| self.typical(*l)).sum()
+    }
+
     /// Takes the target-create slot for a device about to be deleted: the slot is the moment
     /// its create will start, one delete later. So a create after a delete and a retried one
     /// (which starts at once) reach the target evenly spaced.
     pub fn before_delete(&self, stop: &dyn Fn() -> bool) -> bool {
         let slot = Slot {
             urgent: false,
-            lead: self.typical(Lane::SourceDelete),
+            lead: Duration::ZERO,
+            lead_of: &[Lane::SourceDelete],
             take: true,
         };
         self.wait_for(Lane::TargetCreate, slot, stop)
@@ -321,9 +375,9 @@ impl Pacing {
 
     /// How long until the lane's next free slot.
     pub fn delay(&self, lane: Lane) -> Duration {
-        lock(&self.lane(lane).0)
-            .next
-            .saturating_duration_since(Instant::now())
+        let pace = lock(&self.lane(lane).0);
+        pace.next
+            .saturating_duration_since(Instant::now() + pace.burst)
     }
 
     /// Learns from a call's answer. `started`: when the call started.
@@ -380,7 +434,8 @@ impl Pacing {
         // Wait until the create slot is near: an export, then a delete, away.
         let slot = Slot {
             urgent: false,
-            lead: self.typical(Lane::SourceRead) + self.typical(Lane::SourceDelete),
+            lead: Duration::ZERO,
+            lead_of: &[Lane::SourceRead, Lane::SourceDelete],
             take: false,
         };
         let stopped = || stop() || self.breaker_open();
@@ -479,6 +534,87 @@ mod tests {
         assert_eq!(pacing.rate_limited(), 1);
     }
 
+    /// A rate the operator declared paces the lane from its first call, before any answer:
+    /// the first call goes at once, the second waits a little more than a declared interval.
+    #[test]
+    fn a_declared_rate_paces_from_the_first_call() {
+        let pacing = Pacing::new(3);
+        pacing.declare(Lane::TargetCreate, 1, 1);
+        let pace = pacing.per_minute(Lane::TargetCreate).unwrap();
+        assert!((0.9..1.0).contains(&pace), "{pace}");
+        assert!(pacing.wait(Lane::TargetCreate, false, &never));
+        // The next slot is more than the declared minute away.
+        assert!(pacing.delay(Lane::TargetCreate) > Duration::from_secs(60));
+        let asked = AtomicUsize::new(0);
+        let give_up = || asked.fetch_add(1, Ordering::SeqCst) >= 2;
+        assert!(
+            !pacing.wait(Lane::TargetCreate, false, &give_up),
+            "the second call waits for its slot"
+        );
+        // Nothing was learned, and other lanes are not touched.
+        assert_eq!(pacing.rate_limited(), 0);
+        assert!(pacing.wait(Lane::SourceDelete, false, &never));
+        assert!(pacing.wait(Lane::SourceDelete, false, &never));
+        assert_eq!(pacing.per_minute(Lane::SourceDelete), None);
+    }
+
+    #[test]
+    fn a_declared_rate_still_slows_on_a_refusal_and_never_probes_faster() {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(t0);
+        pace.fastest = Some(Pace::under(60));
+        pace.change(Pace::under(60), t0);
+        let declared = pace.interval.unwrap();
+        // A refusal of a call committed under the declared pace slows it by a tenth.
+        let later = t0 + Duration::from_millis(10);
+        pace.answered(later, later, &Answer::RateLimited(None), later);
+        assert_eq!(pace.interval, Some(declared.mul_f64(SLOWER)));
+        // Two minutes of successes speed it up, but only back to the declared pace.
+        for _ in 0..400 {
+            pace.answered(later, later, &Answer::Ok, later);
+        }
+        assert_eq!(pace.interval, Some(declared));
+    }
+
+    /// A declared bucket that starts full lets its burst go at once, then paces; a refusal
+    /// (another client emptied it) empties the modelled bucket: the next call one interval on.
+    #[test]
+    fn a_declared_burst_goes_at_once_and_a_refusal_empties_it() {
+        let pacing = Pacing::new(3);
+        pacing.declare(Lane::TargetCreate, 60, 3);
+        for _ in 0..3 {
+            assert!(pacing.wait(Lane::TargetCreate, false, &never));
+        }
+        // The fourth waits for the pace: a little over a second.
+        let delay = pacing.delay(Lane::TargetCreate);
+        assert!(
+            delay > Duration::from_millis(900) && delay < Duration::from_millis(1200),
+            "{delay:?}"
+        );
+        let pacing = Pacing::new(3);
+        pacing.declare(Lane::TargetCreate, 60, 3);
+        pacing.answered(
+            Lane::TargetCreate,
+            Instant::now(),
+            &Answer::RateLimited(Some(60)),
+        );
+        let delay = pacing.delay(Lane::TargetCreate);
+        assert!(delay > Duration::from_millis(900), "{delay:?}");
+    }
+
+    #[test]
+    fn a_rate_named_slower_than_a_declared_one_paces_at_once() {
+        let pacing = Pacing::new(3);
+        pacing.declare(Lane::TargetCreate, 600, 600);
+        pacing.answered(
+            Lane::TargetCreate,
+            Instant::now(),
+            &Answer::RateLimited(Some(60)),
+        );
+        let pace = pacing.per_minute(Lane::TargetCreate).unwrap();
+        assert!((57.0..60.0).contains(&pace), "{pace}");
+    }
+
     #[test]
     fn the_error_text_names_the_rate() {
         let e = CliError {
@@ -571,11 +707,50 @@ mod tests {
         let ahead = Slot {
             urgent: false,
             lead: Duration::from_secs(60),
+            lead_of: &[],
             take: true,
         };
         assert!(pacing.wait_for(Lane::TargetCreate, ahead, &never));
         // The slot after it is an interval after the call's start, a minute from now.
         assert!(pacing.delay(Lane::TargetCreate) > Duration::from_secs(65));
+    }
+
+    /// A worker that began to wait for a create slot before any delete had answered leads by
+    /// the usual delete as soon as one is known, like the workers that came later (else those
+    /// would take every slot ahead of it, and the slots would slip by its lateness).
+    #[test]
+    fn a_waiting_worker_leads_by_the_usual_call_known_while_it_waits() {
+        let pacing = Pacing::new(3);
+        pacing.declare(Lane::TargetCreate, 6, 1);
+        assert!(pacing.wait(Lane::TargetCreate, false, &never));
+        // The next slot is ~10 s away; no delete has answered yet.
+        let (done, returned) = std::sync::mpsc::channel();
+        let looked = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let waiting = Slot {
+                    urgent: false,
+                    lead: Duration::ZERO,
+                    lead_of: &[Lane::SourceDelete],
+                    take: true,
+                };
+                // Its stop condition is asked at each look: it says when the wait is under way.
+                let looking = || {
+                    looked.store(true, Ordering::SeqCst);
+                    false
+                };
+                let taken = pacing.wait_for(Lane::TargetCreate, waiting, &looking);
+                done.send(taken).unwrap();
+            });
+            while !looked.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            // A delete that took a minute answers: the waiter's slot is near now.
+            let a_minute_ago = Instant::now() - Duration::from_secs(60);
+            pacing.answered(Lane::SourceDelete, a_minute_ago, &Answer::Ok);
+            let taken = returned.recv_timeout(Duration::from_secs(5));
+            assert_eq!(taken, Ok(true), "the waiter kept the lead it began with");
+        });
     }
 
     #[test]

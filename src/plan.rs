@@ -62,6 +62,8 @@ impl Migration {
             freeze_downlinks: self.freeze_downlinks,
             devices: devices.to_vec(),
             jobs: None,
+            target_rate: None,
+            target_burst: None,
         }
     }
 

@@ -93,6 +93,113 @@ fn a_rate_limited_target_is_paced_and_every_device_migrates() {
     );
 }
 
+/// The same target, nearly at its limit of 60 creates a minute: learned from the first
+/// refusals, some devices are refused while off the source; declared with --target-rate, the
+/// creates are paced from the first one and none is refused.
+#[test]
+fn a_declared_target_rate_paces_from_the_first_create_so_none_is_refused() {
+    let migrate = |env: &Env, extra: &[&str]| {
+        let devices = seed_devices(env, 6);
+        env.state
+            .set_rate_limit("end-devices create", CLOUD, 60, 60_000);
+        env.state
+            .set_rate_limit_tokens("end-devices create", CLOUD, 2.0);
+        let mut args = vec!["migrate", APP, "--all", "--jobs", "4", "--yes"];
+        args.extend_from_slice(extra);
+        env.run(&args).success().stderr_has("6 migrated, 0 failed");
+        for device in &devices {
+            let id = device["ids"]["device_id"].as_str().unwrap();
+            let found = env.on_cloud(id).expect("on the target");
+            assert_eq!(session_of(&found), session_of(device), "{id}");
+        }
+        env.state.rate_limited_calls("end-devices create", CLOUD)
+    };
+
+    let learned = Env::new().with_profiles();
+    assert!(
+        migrate(&learned, &[]) > 0,
+        "the first wave meets the empty bucket"
+    );
+
+    let declared = Env::new().with_profiles();
+    assert_eq!(
+        // The bucket holds 2 creates now (another client used the rest): declared as such.
+        migrate(
+            &declared,
+            &[
+                "--target-rate",
+                "60",
+                "--target-burst",
+                "2",
+                "--work-dir",
+                "w"
+            ]
+        ),
+        0,
+        "a create was refused"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(declared.cwd().join("w/migration.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["target_rate"], 60);
+    assert_eq!(manifest["target_burst"], 2);
+}
+
+/// `resume` keeps the --target-rate and --target-burst of the migration: dev-2 (left off the source by a refused
+/// create) and dev-3 (not started) are created 2 s apart, under a limit of 30 a minute with
+/// one create left, and neither is refused.
+#[test]
+fn resume_keeps_the_declared_target_rate() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 3);
+    env.state.add_fault(
+        Fault::error(
+            "end-devices create",
+            "pkg/auth/rights",
+            "insufficient_application_rights",
+            "insufficient rights for application `app-1`",
+        )
+        .on(CLOUD)
+        .nth(2),
+    );
+    env.run(&[
+        "migrate",
+        APP,
+        "--all",
+        "--jobs",
+        "1",
+        "--fail-fast",
+        "--no-rollback",
+        "--target-rate",
+        "30",
+        "--target-burst",
+        "1",
+        "--work-dir",
+        "w",
+        "--yes",
+    ])
+    .code(1);
+
+    env.state
+        .set_rate_limit("end-devices create", CLOUD, 30, 60_000);
+    env.state
+        .set_rate_limit_tokens("end-devices create", CLOUD, 1.0);
+    env.run(&["resume", "w", "--yes"])
+        .success()
+        .stderr_has("2 migrated, 0 failed");
+    assert_eq!(env.state.rate_limited_calls("end-devices create", CLOUD), 0);
+    assert!(env.on_cloud("dev-3").is_some());
+}
+
+/// --target-rate takes creates per minute, at least 1.
+#[test]
+fn a_target_rate_of_zero_is_refused() {
+    let env = Env::new().with_profiles();
+    env.run(&["migrate", APP, "--all", "--target-rate", "0", "--yes"])
+        .code(2)
+        .stderr_has("0 is not in 1..=60000");
+}
+
 /// One device, an empty bucket: its refused import shows as a retry with its wait on the
 /// progress line, then it migrates.
 #[test]

@@ -212,6 +212,8 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
         .collect();
     let mut manifest = migration.manifest(&recorded);
     manifest.jobs = Some(args.jobs);
+    manifest.target_rate = args.target_rate;
+    manifest.target_burst = args.target_burst;
     work.write_manifest(&manifest).or_refused()?;
     if !context.cli.quiet {
         crate::terminal::eprint_wrapped(&format!(
@@ -227,6 +229,8 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
         breaker_after: args.calls.max_target_failures as usize,
+        target_rate: args.target_rate,
+        target_burst: args.target_burst,
     };
     let calls = Prefetched {
         inner: &cli,
@@ -387,6 +391,12 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<Exit> {
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
         breaker_after: args.calls.max_target_failures as usize,
+        target_rate: args.target_rate.or(manifest.target_rate),
+        // A rate given to `resume` comes with the default burst; else the migration's.
+        target_burst: match args.target_rate {
+            Some(_) => None,
+            None => manifest.target_burst,
+        },
     };
     reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
     let exit = batch::finish(&reports, work.path(), Goal::Migrate);
@@ -435,6 +445,9 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<Exit> {
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
         breaker_after: args.calls.max_target_failures as usize,
+        // A rollback creates on the source.
+        target_rate: None,
+        target_burst: None,
     };
     let reports = batch::run(&cli, &migration, &work, &devices, &batch);
     Ok(batch::finish(&reports, work.path(), Goal::Rollback))

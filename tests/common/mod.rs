@@ -232,18 +232,8 @@ impl Test {
                 .map(|a| a.to_string_lossy().into_owned()),
         );
         let line = shlex::try_join(words.iter().map(String::as_str)).expect("quotable arguments");
-        let mut command = Command::new("script");
-        command.args(["-qec", &line, "/dev/null"]).env_clear();
-        for (key, value) in self.command.get_envs() {
-            if let Some(value) = value {
-                command.env(key, value);
-            }
-        }
-        if let Some(dir) = self.command.get_current_dir() {
-            command.current_dir(dir);
-        }
         Test {
-            command,
+            command: script(&line, &self.command),
             stdin: self.stdin,
         }
     }
@@ -257,17 +247,7 @@ impl Test {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let line = format!("stty cols {columns} rows 40; exec {}", args[1]);
-        let mut command = Command::new("script");
-        command.args(["-qec", &line, "/dev/null"]).env_clear();
-        for (key, value) in test.command.get_envs() {
-            if let Some(value) = value {
-                command.env(key, value);
-            }
-        }
-        if let Some(dir) = test.command.get_current_dir() {
-            command.current_dir(dir);
-        }
-        test.command = command;
+        test.command = script(&line, &test.command);
         test
     }
 
@@ -280,17 +260,7 @@ impl Test {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let line = format!("{} | {filter}", args[1]);
-        let mut command = Command::new("script");
-        command.args(["-qec", &line, "/dev/null"]).env_clear();
-        for (key, value) in self.command.get_envs() {
-            if let Some(value) = value {
-                command.env(key, value);
-            }
-        }
-        if let Some(dir) = self.command.get_current_dir() {
-            command.current_dir(dir);
-        }
-        self.command = command;
+        self.command = script(&line, &self.command);
         self
     }
 
@@ -618,4 +588,20 @@ impl Env {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
+}
+
+/// `script -qec LINE /dev/null`: LINE on a pseudo-terminal, with the environment and the working
+/// directory of `like` (and nothing else of the caller's environment).
+fn script(line: &str, like: &Command) -> Command {
+    let mut command = Command::new("script");
+    command.args(["-qec", line, "/dev/null"]).env_clear();
+    for (key, value) in like.get_envs() {
+        if let Some(value) = value {
+            command.env(key, value);
+        }
+    }
+    if let Some(dir) = like.get_current_dir() {
+        command.current_dir(dir);
+    }
+    command
 }

@@ -494,13 +494,7 @@ fn rollback_after_a_successful_migration_puts_the_device_back() {
     env.run(&["resume", "w"])
         .success()
         .stdout_has("Nothing to resume");
-    let writes_after: Vec<_> = env
-        .state
-        .calls()
-        .into_iter()
-        .skip(calls)
-        .filter(|c| c.command.contains("create") || c.command.contains("delete"))
-        .collect();
+    let writes_after = env.writes_since(calls);
     assert!(writes_after.is_empty(), "{writes_after:?}");
 }
 

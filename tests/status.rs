@@ -78,13 +78,7 @@ fn status_says_where_each_device_is_and_what_resume_would_do() {
         .stdout_says("import into target [source: absent, target: absent]")
         .stdout_says("resume: detect [source: present, target: absent]")
         .lines_fit(100);
-    let writes_after: Vec<_> = env
-        .state
-        .calls()
-        .into_iter()
-        .skip(calls)
-        .filter(|c| c.command.contains("create") || c.command.contains("delete"))
-        .collect();
+    let writes_after = env.writes_since(calls);
     assert!(writes_after.is_empty(), "{writes_after:?}");
 }
 
@@ -120,13 +114,7 @@ fn resume_dry_run_plans_from_the_journals_and_changes_nothing() {
         .stdout_has("end-devices create --application-id app-1 < ")
         .stdout_has("# device dev-3")
         .stdout_has("# Dry run: 2 would migrate, 0 would fail");
-    let writes_after: Vec<_> = env
-        .state
-        .calls()
-        .into_iter()
-        .skip(calls)
-        .filter(|c| c.command.contains("create") || c.command.contains("delete"))
-        .collect();
+    let writes_after = env.writes_since(calls);
     assert!(writes_after.is_empty(), "{writes_after:?}");
     assert_eq!(
         std::fs::read(env.cwd().join("w/dev-2/journal.json")).unwrap(),
@@ -146,13 +134,7 @@ fn rollback_dry_run_plans_the_rollback_and_changes_nothing() {
         .stdout_has("# device dev-1")
         .stdout_has("end-devices delete --application-id app-1 --device-id dev-1")
         .stdout_has("# Dry run: 1 would roll back, 0 would fail");
-    let writes_after: Vec<_> = env
-        .state
-        .calls()
-        .into_iter()
-        .skip(calls)
-        .filter(|c| c.command.contains("create") || c.command.contains("delete"))
-        .collect();
+    let writes_after = env.writes_since(calls);
     assert!(writes_after.is_empty(), "{writes_after:?}");
     assert!(env.on_cloud("dev-1").is_some());
     assert!(!env.cwd().join("w/dev-1/rollback.json").exists());

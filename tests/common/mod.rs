@@ -148,9 +148,15 @@ impl Env {
 
     /// The commands the double saw, as `command` names, without the set-up calls.
     pub fn writes(&self) -> Vec<String> {
+        self.writes_since(0)
+    }
+
+    /// The writes (`create`, `delete`, `set`) after the first `calls` calls of the call log.
+    pub fn writes_since(&self, calls: usize) -> Vec<String> {
         self.state
             .calls()
             .into_iter()
+            .skip(calls)
             .filter(|c| {
                 matches!(
                     c.command.as_str(),

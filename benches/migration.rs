@@ -10,7 +10,8 @@
 //! `BENCH_LARGE_DEVICES` (10000; 0 skips the large run), `BENCH_JOBS` (`1,4,8,16`),
 //! `BENCH_RUNS` (`table,overhead,large,idle,limited,declared,down`: the runs to make; `jobs` is
 //! the table without the baseline, `declared` the rate-limited run with `--target-rate`),
-//! `BENCH_IDLE_DEVICES` (60), `BENCH_LIMITED_DEVICES` (300), `BENCH_LIMIT_PER_MIN` (120),
+//! `BENCH_IDLE_DEVICES` (60), `BENCH_SLOW_FSYNC_US` (5000: the idle run's slow disk; 0 skips it),
+//! `BENCH_LIMITED_DEVICES` (300), `BENCH_LIMIT_PER_MIN` (120),
 //! `BENCH_DOWN_DEVICES` (50), `BENCH_DOWN_JOBS` (8), `BENCH_TOOL` (another build of the tool,
 //! to compare).
 //!
@@ -25,7 +26,9 @@
 //! - peak RSS of the tool for `BENCH_LARGE_DEVICES` ABP devices at zero latency;
 //! - idle workers: 60 devices at `--jobs 8`; from the double's call log, the wall time between
 //!   the first device call's start and the last one's end, against the summed durations of the
-//!   device calls divided by 8 (1.0: no worker ever waits between calls);
+//!   device calls divided by 8 (1.0: no worker ever waits between calls); once on this machine's
+//!   disk, once with every fsync of the tool slowed to `BENCH_SLOW_FSYNC_US` by preloading
+//!   `benches/slow_fsync.c` (needs `cc`);
 //! - rate limited: 300 devices at `--jobs 16`, the target's `end-devices create` limited to
 //!   `BENCH_LIMIT_PER_MIN` a minute (a bucket of that size that refills in a minute, as real
 //!   servers' default profiles). The ceiling: the bucket, then the refill rate, so 300 creates
@@ -161,20 +164,38 @@ fn main() {
 
     if run("idle") {
         let n = setting("BENCH_IDLE_DEVICES", 60);
-        eprintln!("idle workers: {n} devices, --jobs 8, {latency_ms} ms per call");
-        let lab = Lab::new(&double, n, Fixture::Otaa, latency_ms);
-        let before = lab.state.calls().len();
-        let measured = lab.run_tool("tool --jobs 8", 8, false);
-        let idle = lab.idle(before, 8);
+        let slow_us = setting("BENCH_SLOW_FSYNC_US", 5000) as u64;
         println!(
             "\n### Idle workers: {n} devices, --jobs 8, {latency_ms} ms per call\n\n\
-             | wall, first to last device call | summed device-call time / 8 | ratio | migrated |\n|---:|---:|---:|---:|\n\
-             | {:.2} s | {:.2} s | {:.3} | {}/{n} |",
-            idle.span_ms as f64 / 1000.0,
-            idle.busy_ms as f64 / 8.0 / 1000.0,
-            idle.ratio(8),
-            measured.migrated
+             | disk | wall, first to last device call | summed device-call time / 8 | ratio | migrated |\n\
+             |---|---:|---:|---:|---:|"
         );
+        let slow_disk = slow_fsync_library();
+        let disks: Vec<(String, Option<(&Path, u64)>)> = match &slow_disk {
+            Some(library) if slow_us > 0 => vec![
+                ("this machine's".to_string(), None),
+                (
+                    format!("fsync slowed to {} ms", slow_us as f64 / 1000.0),
+                    Some((library.as_path(), slow_us)),
+                ),
+            ],
+            _ => vec![("this machine's".to_string(), None)],
+        };
+        for (disk, slow) in disks {
+            eprintln!("idle workers: {n} devices, --jobs 8, {latency_ms} ms per call, {disk} disk");
+            let mut lab = Lab::new(&double, n, Fixture::Otaa, latency_ms);
+            lab.slow_fsync = slow.map(|(library, us)| (library.to_path_buf(), us));
+            let before = lab.state.calls().len();
+            let measured = lab.run_tool("tool --jobs 8", 8, false);
+            let idle = lab.idle(before, 8);
+            println!(
+                "| {disk} | {:.2} s | {:.2} s | {:.3} | {}/{n} |",
+                idle.span_ms as f64 / 1000.0,
+                idle.busy_ms as f64 / 8.0 / 1000.0,
+                idle.ratio(8),
+                measured.migrated
+            );
+        }
     }
 
     // `declared`: the same run with the limit given to the tool (`--target-rate`).
@@ -306,6 +327,27 @@ fn build_double() -> PathBuf {
     target.join("release/ttn-lw-cli")
 }
 
+/// `benches/slow_fsync.c` built into a preloadable library (a disk whose fsync takes
+/// `BENCH_SLOW_FSYNC_US`), or `None` without a C compiler.
+fn slow_fsync_library() -> Option<PathBuf> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/slow_fsync.c");
+    let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-double/slow_fsync.so");
+    std::fs::create_dir_all(library.parent()?).ok()?;
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&library)
+        .arg("-ldl")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !built {
+        eprintln!("no C compiler (cc): the idle run measures this machine's disk only");
+    }
+    built.then_some(library)
+}
+
 #[derive(Clone, Copy)]
 enum Fixture {
     /// OTAA devices: what most applications hold.
@@ -320,6 +362,8 @@ struct Lab {
     dir: tempfile::TempDir,
     state: DoubleState,
     devices: usize,
+    /// The slow-fsync library preloaded into the tool, and its delay in µs (idle run).
+    slow_fsync: Option<(PathBuf, u64)>,
 }
 
 /// What one run measured.
@@ -372,6 +416,7 @@ impl Lab {
             dir,
             state,
             devices,
+            slow_fsync: None,
         };
         for args in [
             &["profile", "add", "ce", "--host", CE][..],
@@ -451,6 +496,11 @@ impl Lab {
             command.arg("--otaa");
         }
         command.args(extra);
+        if let Some((library, us)) = &self.slow_fsync {
+            command
+                .env("LD_PRELOAD", library)
+                .env("SLOW_FSYNC_US", us.to_string());
+        }
         let log = self.dir.path().join("tool-stderr.txt");
         command.stderr(std::fs::File::create(&log).unwrap());
         let (wall, peak_rss_kb) = run_measured(command);

@@ -155,7 +155,13 @@ impl WorkDir {
         self.path.join(device_id)
     }
 
+    /// Writes `migration.json`, after creating the directory of each of its devices: the
+    /// manifest's directory sync then makes their names durable too, so a device's first
+    /// journal write need not sync the work directory on its worker's path.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        for device in &manifest.devices {
+            make_device_dir(&self.device_dir(device))?;
+        }
         let bytes = serde_json::to_vec_pretty(manifest)?;
         write_durably(&self.path.join(MANIFEST), &bytes)
     }
@@ -193,11 +199,13 @@ impl WorkDir {
         if path.exists() {
             return Journal::load(&path, device_id);
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .with_context(|| format!("could not create {}", dir.display()))?;
+        if !dir.is_dir() {
+            // Not in the manifest (which created the others): its name is made durable here.
+            make_device_dir(&dir)?;
+            File::open(work)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("could not sync {}", work.display()))?;
+        }
         Ok(Journal::new(path, device_id, true))
     }
 
@@ -205,6 +213,14 @@ impl WorkDir {
     pub fn has_journal(&self, device_id: &str) -> bool {
         self.device_dir(device_id).join("journal.json").exists()
     }
+}
+
+fn make_device_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("could not create {}", dir.display()))
 }
 
 /// The directory a file is in; `.` for a bare file name.
@@ -215,30 +231,139 @@ pub fn directory_of(path: &Path) -> &Path {
     }
 }
 
-/// Writes a file whole or not at all: temp file, fsync, rename, fsync of the directory.
-/// Mode 0600, since the files of a work directory hold keys.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = directory_of(path);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temp = dir.join(format!(".{name}.tmp"));
+/// How much of a write survives a crash once [`write_file`] returns. A file is always replaced
+/// whole (temp file, then rename): a reader never sees half of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Content and name: fsync of the file, rename, fsync of the directory.
+    Full,
+    /// The content (fsync of the file, then rename), not yet the name: until the directory is
+    /// synced a crash may leave the file as it was before, never empty or torn. For the journal
+    /// of a migrated device at its last record, `verified`, whose loss only puts the journal
+    /// behind (`import-started` stays, and a read-back confirms the import again).
+    Content,
+    /// Neither: temp file and rename only, so a crash may leave the file empty. Only for a copy
+    /// that is read with a fallback: `create`'s answer, which verification reads back from the
+    /// target when the file does not parse.
+    Cached,
+}
+
+/// Writes a file whole or not at all, mode 0600 (the files of a work directory hold keys), as
+/// durable as asked. Every fsync here sits on the path of the worker that writes: on a disk
+/// whose fsync takes milliseconds (a laptop, an SD card), fewer of them keep the workers calling
+/// ttn-lw-cli.
+pub fn write_file(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+    replace(path, bytes, durability, || Ok(()))
+}
+
+/// [`write_file`], running `before_rename` once the new content is synced.
+fn replace(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    before_rename: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let _guard = DURABLE_WRITE.read().unwrap_or_else(|e| e.into_inner());
-    let result = (|| -> std::io::Result<()> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+    let (temp, file) =
+        write_temp(path, bytes).with_context(|| format!("could not write {}", path.display()))?;
+    let result = (|| -> Result<()> {
+        if durability != Durability::Cached {
+            file.sync_all()?;
+        }
+        before_rename()?;
         fs::rename(&temp, path)?;
-        File::open(dir)?.sync_all()
+        if durability == Durability::Full {
+            File::open(directory_of(path))?.sync_all()?;
+        }
+        Ok(())
     })();
-    if let Err(e) = result {
+    if result.is_err() {
         let _ = fs::remove_file(&temp);
-        return Err(e).with_context(|| format!("could not write {}", path.display()));
     }
-    Ok(())
+    result.with_context(|| format!("could not write {}", path.display()))
+}
+
+/// The bytes in `.<name>.tmp` next to `path`, not yet synced; removed again if writing fails.
+fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<(PathBuf, File)> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = directory_of(path).join(format!(".{name}.tmp"));
+    let written = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .and_then(|mut file| file.write_all(bytes).map(|()| file));
+    match written {
+        Ok(file) => Ok((temp, file)),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// A device file written with [`write_device_file`], its content being synced in the
+/// background; [`Journal::sync_with_next_write`] makes the journal's next write wait for it.
+#[derive(Debug)]
+pub struct Syncing {
+    path: PathBuf,
+    sync: Sync,
+}
+
+#[derive(Debug)]
+enum Sync {
+    Running(std::thread::JoinHandle<std::io::Result<()>>),
+    Done(std::io::Result<()>),
+}
+
+impl Syncing {
+    fn wait(self) -> Result<()> {
+        let synced = match self.sync {
+            Sync::Running(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked"))),
+            Sync::Done(synced) => synced,
+        };
+        synced.with_context(|| format!("could not write {}", self.path.display()))
+    }
+}
+
+/// Writes a file of a device directory (export, import document, detection, rollback
+/// document) that the device's journal names in a record before any call depends on it: the
+/// file is in place at once (temp file, rename) and its content is synced in the background,
+/// overlapping the worker's next call. The journal's next write waits for that sync, then
+/// syncs the directory, which makes the file's name durable with the journal's. A crash
+/// before then may leave the file empty, but then no record on disk names it (the record
+/// naming it is not durable yet), and the next attempt writes it again.
+pub fn write_device_file(path: &Path, bytes: &[u8]) -> Result<Syncing> {
+    let _guard = DURABLE_WRITE.read().unwrap_or_else(|e| e.into_inner());
+    let file = (|| -> std::io::Result<File> {
+        let (temp, file) = write_temp(path, bytes)?;
+        if let Err(e) = fs::rename(&temp, path) {
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
+        Ok(file)
+    })()
+    .with_context(|| format!("could not write {}", path.display()))?;
+    let sync = match std::thread::Builder::new()
+        .name("sync".into())
+        .spawn(move || file.sync_all())
+    {
+        Ok(thread) => Sync::Running(thread),
+        // No thread to spare: sync here.
+        Err(_) => Sync::Done(File::open(path).and_then(|f| f.sync_all())),
+    };
+    Ok(Syncing {
+        path: path.to_path_buf(),
+        sync,
+    })
+}
+
+/// [`write_file`] with [`Durability::Full`].
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file(path, bytes, Durability::Full)
 }
 
 /// Records that may wait in memory for the next durable write: each is followed, before any call
@@ -247,9 +372,10 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
 /// one in a crash leaves a journal that is only behind: a lost `detected`, `exported` or
 /// `validated` means exporting again while the device is still on the source; a lost
 /// `deleted-from-source` or `imported` means a `delete-started` or `import-started` without its
-/// answer, which the lifecycle confirms with a read. The files they name are written durably
-/// first. Each durable write costs two fsyncs on the worker's path; five per device less keep
-/// the workers calling ttn-lw-cli rather than waiting for the disk.
+/// answer, which the lifecycle confirms with a read. The files they name are synced before the
+/// write that carries them (see [`write_device_file`]). Each journal write costs two fsyncs on
+/// the worker's path; five per device less keep the workers calling ttn-lw-cli rather than
+/// waiting for the disk.
 fn can_wait(step: Step) -> bool {
     matches!(
         step,
@@ -367,7 +493,7 @@ fn present_even_if_null<'de, D: serde::Deserializer<'de>>(
 }
 
 /// The journal of one device: its records, oldest first, in `<device>/journal.json`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     device_id: String,
@@ -378,6 +504,8 @@ pub struct Journal {
     durable: bool,
     /// How many of the records are on disk; the others [can wait](can_wait).
     written: usize,
+    /// Device files whose content is still being synced; the next write waits for them.
+    syncing: Vec<Syncing>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -406,6 +534,7 @@ impl Journal {
             position: Position::START,
             durable,
             written: 0,
+            syncing: Vec::new(),
         }
     }
 
@@ -493,6 +622,12 @@ impl Journal {
         Ok(())
     }
 
+    /// Makes the journal's next write wait for a device file's sync (see
+    /// [`write_device_file`]): the record naming the file is then never durable before it.
+    pub fn sync_with_next_write(&mut self, file: Syncing) {
+        self.syncing.push(file);
+    }
+
     /// Writes the records that waited in memory, if any.
     pub fn flush(&mut self) -> Result<()> {
         match self.written < self.records.len() {
@@ -509,7 +644,17 @@ impl Journal {
             format: Journal::FORMAT,
             records: self.records.clone(),
         })?;
-        write_durably(&self.path, &bytes)?;
+        // The last record of a migrated device can lose its name in a crash (see
+        // `Durability::Content`); every other write makes the journal durable as it stands.
+        let durability = match self.records.last().map(|r| r.step) {
+            Some(Step::Verified) => Durability::Content,
+            _ => Durability::Full,
+        };
+        // The files these records name are synced before the journal that names them.
+        let syncing = std::mem::take(&mut self.syncing);
+        replace(&self.path, &bytes, durability, || {
+            syncing.into_iter().try_for_each(Syncing::wait)
+        })?;
         self.written = self.records.len();
         Ok(())
     }
@@ -586,6 +731,7 @@ impl Journal {
 mod tests {
     use super::*;
     use crate::lifecycle::Place;
+    use std::os::unix::fs::PermissionsExt;
 
     fn journal_with(steps: &[Step]) -> (tempfile::TempDir, Journal) {
         let dir = tempfile::tempdir().unwrap();
@@ -796,6 +942,47 @@ mod tests {
         // What is on disk always replays, and never ahead of what happened.
         let reloaded = Journal::load(journal.path(), "dev-1").unwrap();
         assert_eq!(reloaded.position().place, Place::Imported);
+    }
+
+    #[test]
+    fn a_record_is_written_only_after_the_files_it_names_are_synced() {
+        use Step::*;
+        let (dir, mut journal) = journal_with(&[Detected]);
+        journal.append(Record::new(Frozen)).unwrap();
+        // The export is in place at once, its sync still running.
+        let export = dir.path().join("w/dev-1/export.json");
+        let syncing = write_device_file(&export, b"{}").unwrap();
+        assert_eq!(fs::read(&export).unwrap(), b"{}");
+        assert_eq!(
+            fs::metadata(&export).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        journal.sync_with_next_write(syncing);
+        journal
+            .append(Record::new(Exported).file("export.json"))
+            .unwrap();
+        journal.append(Record::new(Validated)).unwrap();
+        journal.append(Record::new(DeleteStarted)).unwrap();
+        assert_eq!(Journal::load(journal.path(), "dev-1").unwrap().len(), 5);
+        assert!(journal.syncing.is_empty());
+
+        // A file whose sync failed: the record naming it is refused, and the journal on disk
+        // stays as it was (never a record naming a file that may not be on the disk).
+        let (dir, mut journal) = journal_with(&[Detected]);
+        journal.append(Record::new(Frozen)).unwrap();
+        let before = fs::read(journal.path()).unwrap();
+        journal.sync_with_next_write(Syncing {
+            path: dir.path().join("w/dev-1/export.json"),
+            sync: Sync::Done(Err(std::io::Error::other("disk full"))),
+        });
+        journal.append(Record::new(Exported)).unwrap();
+        journal.append(Record::new(Validated)).unwrap();
+        let err = journal.append(Record::new(DeleteStarted)).unwrap_err();
+        assert!(format!("{err:#}").contains("export.json"), "{err:#}");
+        assert!(format!("{err:#}").contains("disk full"), "{err:#}");
+        assert_eq!(fs::read(journal.path()).unwrap(), before);
+        assert!(!dir.path().join("w/dev-1/.journal.json.tmp").exists());
+        assert_eq!(journal.position().place, Place::Validated);
     }
 
     #[test]

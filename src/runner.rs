@@ -22,7 +22,7 @@ use crate::device::{
     registry_errors, session_differences, ActivationMode, DeviceExport, ExportProblem, Server,
 };
 use crate::interrupt::Interrupt;
-use crate::journal::{write_durably, Journal, Record, WorkDir};
+use crate::journal::{write_device_file, write_file, Durability, Journal, Record, WorkDir};
 use crate::lifecycle::{
     failure_record, next, Action, End, Goal, Halt, Place, Policy, Position, Step,
 };
@@ -65,9 +65,22 @@ impl Files {
         Files::Memory(Mutex::new(HashMap::new()))
     }
 
-    fn write(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    /// Writes the file `name` of the device's directory, which the journal's next record names:
+    /// the record is not made durable before the file (see [`write_device_file`]).
+    fn keep(&self, journal: &mut Journal, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let path = journal.dir().join(name);
         match self {
-            Files::Disk => write_durably(path, bytes),
+            Files::Disk => {
+                journal.sync_with_next_write(write_device_file(&path, bytes)?);
+                Ok(())
+            }
+            Files::Memory(_) => self.write(&path, bytes, Durability::Full),
+        }
+    }
+
+    fn write(&self, path: &Path, bytes: &[u8], durability: Durability) -> anyhow::Result<()> {
+        match self {
+            Files::Disk => write_file(path, bytes, durability),
             Files::Memory(files) => {
                 files
                     .lock()
@@ -684,8 +697,9 @@ impl Runner<'_> {
         }
         let file_name = numbered("detected", run.journal.count(Step::Detected) + 1);
         self.files
-            .write(
-                &run.journal.dir().join(&file_name),
+            .keep(
+                &mut run.journal,
+                &file_name,
                 &pretty(&whole_device::detection_record(&doc)),
             )
             .map_err(|e| Failure::new(format!("{e:#}; nothing was deleted")))?;
@@ -768,7 +782,7 @@ impl Runner<'_> {
             });
         }
         self.files
-            .write(&file, &output.stdout)
+            .keep(&mut run.journal, &file_name, &output.stdout)
             .map_err(|e| Failure::new(format!("{e:#}; nothing was deleted")))?;
         let mut record = Record::new(Step::Exported)
             .command(self.render(&export), Some(0))
@@ -848,7 +862,7 @@ impl Runner<'_> {
             }
         }
         self.files
-            .write(&run.journal.dir().join(&import_name), &pretty(&import))?;
+            .keep(&mut run.journal, &import_name, &pretty(&import))?;
         run.journal.append(
             Record::new(Step::Validated)
                 .file(&import_name)
@@ -1034,7 +1048,8 @@ impl Runner<'_> {
                     .journal
                     .dir()
                     .join(numbered("created", run.journal.count(Step::ImportStarted)));
-                self.files.write(&created, &output.stdout)?;
+                self.files
+                    .write(&created, &output.stdout, Durability::Cached)?;
                 run.journal.append(
                     Record::new(Step::Imported)
                         .command(line, Some(0))
@@ -1302,8 +1317,7 @@ impl Runner<'_> {
             record = record.detail("with the session as the target holds it now");
         }
         let name = numbered("rollback", run.journal.count(Step::RollbackStarted) + 1);
-        self.files
-            .write(&run.journal.dir().join(&name), &pretty(&doc))?;
+        self.files.keep(&mut run.journal, &name, &pretty(&doc))?;
         run.journal.append(record.file(&name))?;
         Ok(())
     }
@@ -1943,6 +1957,33 @@ mod tests {
         );
         assert!(report.error.unwrap().contains("is damaged"));
         assert_eq!(case.calls(), 0);
+    }
+
+    /// `create`'s answer is kept without a sync (`Durability::Cached`): after a crash it may be
+    /// empty while a durable record names it. Verification then reads the session back from the
+    /// target instead.
+    #[test]
+    fn an_empty_create_answer_after_a_crash_is_verified_by_a_read_back() {
+        let case = Case::new(&[], false);
+        let (first, _) = case.run(Goal::Migrate, true);
+        assert_eq!(first.outcome, Outcome::Migrated, "{first:?}");
+        // The journal as a failed verification leaves it, with the answer lost to a crash.
+        let dir = case.work.path().join("dev-1");
+        let path = dir.join("journal.json");
+        let mut file: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let records = file["records"].as_array_mut().unwrap();
+        assert_eq!(records.pop().unwrap()["step"], "verified");
+        records.push(serde_json::json!({"step": "failed", "at": "2026-12-01T07:00:00Z"}));
+        fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        fs::write(dir.join("created.json"), b"").unwrap();
+        let calls = case.calls();
+
+        let (second, position) = case.run(Goal::Migrate, true);
+        assert_eq!(second.outcome, Outcome::Migrated, "{second:?}");
+        assert_eq!(position.place, Place::Migrated);
+        // One call: the read-back of the session from the target.
+        assert_eq!(case.calls(), calls + 1);
+        assert_eq!(case.whereabouts(), (false, true));
     }
 
     /// Issue 9: `create`'s answer is lost, the `get` confirms the import, the read-back answers

@@ -7,6 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
@@ -41,6 +42,9 @@ pub struct Batch {
     pub target_rate: Option<u32>,
     /// The bucket of that rate, full at the start (`--target-burst`; `None`: one minute's).
     pub target_burst: Option<u32>,
+    /// How long ago the run before this `resume` ended, pacing the target's creates: its
+    /// bucket is taken as empty then, refilled at the rate since.
+    pub target_emptied: Option<Duration>,
 }
 
 /// Runs devices with Ctrl-C handling and the progress display in place. `calls` is ttn-lw-cli,
@@ -73,6 +77,9 @@ pub fn run(
             per_minute,
             batch.target_burst.unwrap_or(per_minute),
         );
+        if let Some(ago) = batch.target_emptied {
+            pacing.emptied(Lane::TargetCreate, ago);
+        }
     }
     let runner = Runner {
         calls,
@@ -86,6 +93,12 @@ pub fn run(
         rollback_on_failure: batch.rollback_on_failure,
     };
     let reports = run_devices(&runner, devices, batch);
+    // A limit the target named, unless the operator declared one.
+    let learned = match (batch.goal, batch.target_rate) {
+        (Goal::Migrate, None) => pacing.named_rate(Lane::TargetCreate),
+        _ => None,
+    };
+    record_the_end(work, learned);
     let limited = pacing.rate_limited();
     if limited > 0 && !batch.quiet {
         let paces: Vec<String> = [
@@ -100,10 +113,23 @@ pub fn run(
                 .map(|pace| format!("{what} at {pace:.0} per minute"))
         })
         .collect();
+        let advice = match learned {
+            Some(rate) => format!(
+                ": the target allows {rate} creates a minute into `{app}`, as it said refusing \
+                 one. `resume` keeps that pace; give the next migration into `{app}` \
+                 `--target-rate {rate}`, and it is paced from its first create, so that no \
+                 device waits for a slot between its delete and its import",
+                app = migration.target_application_id
+            ),
+            None => String::new(),
+        };
         eprintln!(
-            "\nRate limited: {limited} answer{} `rate_limit_exceeded`; paced {}.",
-            if limited == 1 { " was" } else { "s were" },
-            paces.join(", ")
+            "\n{}",
+            crate::terminal::wrap(&format!(
+                "Rate limited: {limited} answer{} `rate_limit_exceeded`; paced {}{advice}.",
+                if limited == 1 { " was" } else { "s were" },
+                paces.join(", ")
+            ))
         );
     }
     if let Some(tripped) = pacing.tripped() {
@@ -130,6 +156,27 @@ pub fn run(
         );
     }
     reports
+}
+
+/// Records in the manifest when the run ended and the target's create limit it learned, for
+/// `resume`. Without them `resume` still works, and learns the limit again.
+fn record_the_end(work: &WorkDir, learned: Option<u32>) {
+    let recorded = work.read_manifest().and_then(|mut manifest| {
+        manifest.ended_at = Some(humantime::format_rfc3339_millis(SystemTime::now()).to_string());
+        if learned.is_some() {
+            manifest.learned_target_rate = learned;
+        }
+        work.write_manifest(&manifest)
+    });
+    if let Err(e) = recorded {
+        eprintln!(
+            "{}",
+            crate::terminal::wrap(&format!(
+                "warning: could not record the end of the run in the work directory ({e:#}); \
+                 `resume` learns the target's rate limit again"
+            ))
+        );
+    }
 }
 
 /// Runs devices on `jobs` workers. Each device goes through all its steps on one worker, so its

@@ -4,7 +4,8 @@
 //!
 //! Layout of a work directory (directories 0700, files 0600: exports hold keys):
 //! ```text
-//! migration.json                what was asked: profiles, applications, options, devices (format 1)
+//! migration.json                what was asked: profiles, applications, options, devices (format 1);
+//!                               what a run learned: the target's create rate, when it ended
 //! .lock                         held (flock) by the run using the directory
 //! <device-id>/journal.json      {"format": 2, "records": [...]}: the device's records, oldest first
 //! <device-id>/export.json       stdout of the documented `end-devices get`, unchanged
@@ -412,6 +413,14 @@ pub struct Manifest {
     /// `--target-burst` of the run, kept by `resume` with the rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_burst: Option<u32>,
+    /// The target's creates per minute, as it named them refusing one (`rate_limit_exceeded`)
+    /// in a run without `--target-rate`: `resume` paces from its first create at this rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_target_rate: Option<u32>,
+    /// When the last run on the directory ended (RFC 3339): a `resume` takes the target's
+    /// bucket as empty then, and refilled at the rate since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
 }
 
 impl Manifest {
@@ -836,6 +845,8 @@ mod tests {
                 jobs: None,
                 target_rate: None,
                 target_burst: None,
+                learned_target_rate: None,
+                ended_at: None,
             })
             .unwrap();
             let mut journal = work.journal("dev-1").unwrap();

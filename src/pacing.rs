@@ -133,6 +133,8 @@ struct Pace {
     urgent: usize,
     /// Answered `rate_limit_exceeded`.
     limited: usize,
+    /// The rate per minute the deployment named when it first refused a call.
+    named: Option<u32>,
     /// Moving average of the calls' durations.
     typical: Duration,
     /// The shortest interval the lane probes down to: the pace of a declared rate.
@@ -154,6 +156,7 @@ impl Pace {
             first: None,
             urgent: 0,
             limited: 0,
+            named: None,
             typical: Duration::ZERO,
             fastest: None,
             burst: Duration::ZERO,
@@ -195,6 +198,7 @@ impl Pace {
             }
             Answer::RateLimited(named_rate) => {
                 self.limited += 1;
+                self.named = self.named.or(*named_rate);
                 // A little under the rate the server named.
                 let named = named_rate.map(Pace::under);
                 let slower = match self.interval {
@@ -287,6 +291,20 @@ impl Pacing {
         pace.fastest = Some(interval);
         pace.burst = interval * burst.saturating_sub(1);
         pace.change(interval, Instant::now());
+    }
+
+    /// The server's bucket of a paced lane was empty `ago` (when the run before a `resume`
+    /// ended, pacing at the rate) and has refilled since: by the generic cell rate algorithm a
+    /// bucket emptied at `e` lets the next call start at `e + interval`, and holds its whole
+    /// burst again at `e + burst + interval`.
+    pub fn emptied(&self, lane: Lane, ago: Duration) {
+        let mut pace = lock(&self.lane(lane).0);
+        let Some(interval) = pace.interval else {
+            return;
+        };
+        if let Some(full_in) = (pace.burst + interval).checked_sub(ago) {
+            pace.next = pace.next.max(Instant::now() + full_in);
+        }
     }
 
     fn lane(&self, lane: Lane) -> &(Mutex<Pace>, Condvar) {
@@ -489,6 +507,12 @@ impl Pacing {
             .map(|i| 60.0 / i.as_secs_f64())
     }
 
+    /// The rate per minute a lane's deployment named in its first `rate_limit_exceeded`
+    /// ("rate limit of `N` accesses per minute"), if it refused a call of the lane.
+    pub fn named_rate(&self, lane: Lane) -> Option<u32> {
+        lock(&self.lane(lane).0).named
+    }
+
     /// `rate_limit_exceeded` answers seen, over all lanes.
     pub fn rate_limited(&self) -> usize {
         Lane::ALL
@@ -600,6 +624,57 @@ mod tests {
         );
         let delay = pacing.delay(Lane::TargetCreate);
         assert!(delay > Duration::from_millis(900), "{delay:?}");
+    }
+
+    /// A bucket emptied just now (a resume started at once): the first call one interval on.
+    /// Emptied long ago: full again, the burst goes at once. In between: what it regained.
+    #[test]
+    fn a_bucket_emptied_before_regains_its_calls_at_the_rate() {
+        let just_now = Pacing::new(3);
+        just_now.declare(Lane::TargetCreate, 60, 3);
+        just_now.emptied(Lane::TargetCreate, Duration::ZERO);
+        let delay = just_now.delay(Lane::TargetCreate);
+        assert!(
+            delay > Duration::from_millis(900) && delay < Duration::from_millis(1200),
+            "{delay:?}"
+        );
+
+        let long_ago = Pacing::new(3);
+        long_ago.declare(Lane::TargetCreate, 60, 3);
+        long_ago.emptied(Lane::TargetCreate, Duration::from_secs(600));
+        for _ in 0..3 {
+            assert!(long_ago.wait(Lane::TargetCreate, false, &never));
+        }
+        assert!(long_ago.delay(Lane::TargetCreate) > Duration::from_millis(900));
+
+        // Emptied 2.2 s ago at one a second (1.05 s paced): two calls regained, not three.
+        let between = Pacing::new(3);
+        between.declare(Lane::TargetCreate, 60, 3);
+        between.emptied(Lane::TargetCreate, Duration::from_millis(2200));
+        for _ in 0..2 {
+            assert!(between.wait(Lane::TargetCreate, false, &never));
+        }
+        assert!(between.delay(Lane::TargetCreate) > Duration::from_millis(700));
+
+        // Unpaced lanes have no bucket to model.
+        let unpaced = Pacing::new(3);
+        unpaced.emptied(Lane::TargetCreate, Duration::ZERO);
+        assert_eq!(unpaced.delay(Lane::TargetCreate), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_first_rate_a_deployment_names_is_kept() {
+        let pacing = Pacing::new(3);
+        assert_eq!(pacing.named_rate(Lane::TargetCreate), None);
+        for named in [None, Some(120), Some(60)] {
+            pacing.answered(
+                Lane::TargetCreate,
+                Instant::now(),
+                &Answer::RateLimited(named),
+            );
+        }
+        assert_eq!(pacing.named_rate(Lane::TargetCreate), Some(120));
+        assert_eq!(pacing.named_rate(Lane::SourceRead), None);
     }
 
     #[test]

@@ -64,6 +64,8 @@ impl Migration {
             jobs: None,
             target_rate: None,
             target_burst: None,
+            learned_target_rate: None,
+            ended_at: None,
         }
     }
 

@@ -187,9 +187,13 @@ impl Failure {
                 " The login lacks rights on the application: it needs {} (`doctor` names the missing one).",
                 crate::doctor::required_rights_text()
             ),
-            ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::RateLimited => {
+            ErrorKind::Transport | ErrorKind::Timeout => {
                 " The deployment did not answer; retry later with `resume`.".to_string()
             }
+            ErrorKind::RateLimited => " The deployment refused the call for its rate limit; \
+                the tool paces its calls to that rate. If refusals go on (another client of the \
+                same login), retry later with `resume`."
+                .to_string(),
             _ => String::new(),
         };
         Failure {

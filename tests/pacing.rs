@@ -152,16 +152,7 @@ fn a_declared_target_rate_paces_from_the_first_create_so_none_is_refused() {
 fn resume_keeps_the_declared_target_rate() {
     let env = Env::new().with_profiles();
     seed_devices(&env, 3);
-    env.state.add_fault(
-        Fault::error(
-            "end-devices create",
-            "pkg/auth/rights",
-            "insufficient_application_rights",
-            "insufficient rights for application `app-1`",
-        )
-        .on(CLOUD)
-        .nth(2),
-    );
+    env.state.add_fault(create_refused_for_rights(2));
     env.run(&[
         "migrate",
         APP,
@@ -189,6 +180,61 @@ fn resume_keeps_the_declared_target_rate() {
         .stderr_has("2 migrated, 0 failed");
     assert_eq!(env.state.rate_limited_calls("end-devices create", CLOUD), 0);
     assert!(env.on_cloud("dev-3").is_some());
+}
+
+/// A limit learned from the target's refusal outlives the run: the summary names the rate and
+/// the option that declares it, the work directory keeps it, and `resume`, started at once,
+/// paces from its first create as if the bucket were empty when the run ended. Unpaced, the
+/// resumed creates (about 0.2 s apart) would meet a bucket that regains one every 0.5 s.
+#[test]
+fn resume_paces_from_the_rate_the_target_named() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 7);
+    env.state
+        .set_rate_limit("end-devices create", CLOUD, 120, 60_000);
+    env.state
+        .set_rate_limit_tokens("end-devices create", CLOUD, 1.0);
+    // dev-1 takes the last create; dev-2 is refused once, which names the rate, and waits for
+    // the next; dev-3 fails, which stops the run (--fail-fast) with dev-3 in its export.
+    env.state.add_fault(create_refused_for_rights(4));
+    env.run(&[
+        "migrate",
+        APP,
+        "--all",
+        "--jobs",
+        "1",
+        "--fail-fast",
+        "--no-rollback",
+        "--work-dir",
+        "w",
+        "--yes",
+    ])
+    .code(1)
+    .stderr_says("the target allows 120 creates a minute")
+    .stderr_says("--target-rate 120")
+    // A refusal for the rate is an answer, and says so.
+    .stderr_says("dev-2: import into target failed, retrying")
+    .stderr_says("The deployment refused the call for its rate limit")
+    .stderr_lacks("did not answer");
+    let refused = env.state.rate_limited_calls("end-devices create", CLOUD);
+    assert!(refused >= 1, "the run learned the limit from a refusal");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(env.cwd().join("w/migration.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["learned_target_rate"], 120);
+    assert!(manifest["ended_at"].is_string(), "{manifest}");
+
+    env.run(&["resume", "w", "--yes"])
+        .success()
+        .stderr_has("5 migrated, 0 failed");
+    assert_eq!(
+        env.state.rate_limited_calls("end-devices create", CLOUD),
+        refused,
+        "resume had a create refused"
+    );
+    for i in 1..=7 {
+        assert!(env.on_cloud(&format!("dev-{i}")).is_some(), "dev-{i}");
+    }
 }
 
 /// --target-rate takes creates per minute, at least 1.

@@ -442,16 +442,7 @@ fn a_damaged_journal_stops_resume_and_destroys_nothing() {
 fn no_rollback_leaves_the_device_in_the_export_and_resume_finishes_it() {
     let env = Env::new().with_profiles();
     let seeded = env.seed_ce("otaa-eu1", "dev-1");
-    env.state.add_fault(
-        Fault::error(
-            "end-devices create",
-            "pkg/auth/rights",
-            "insufficient_application_rights",
-            "insufficient rights for application `app-1`",
-        )
-        .on(CLOUD)
-        .nth(1),
-    );
+    env.state.add_fault(create_refused_for_rights(1));
     env.run(&[
         "migrate",
         "app-1",

@@ -127,16 +127,7 @@ fn report_dash_puts_the_json_on_stdout_and_everything_else_on_stderr() {
 fn the_report_has_an_error_kind_and_the_next_step_as_data() {
     let env = Env::new().with_profiles();
     seed(&env, &["dev-1"]);
-    env.state.add_fault(
-        Fault::error(
-            "end-devices create",
-            "pkg/auth/rights",
-            "insufficient_application_rights",
-            "insufficient rights for application `app-1`",
-        )
-        .on(CLOUD)
-        .nth(1),
-    );
+    env.state.add_fault(create_refused_for_rights(1));
     let run = env
         .run(&[
             "migrate",

@@ -17,16 +17,7 @@ fn unfinished_migration(env: &Env) {
         device["ids"]["dev_eui"] = format!("70B3D57ED1{i:06X}").into();
         env.state.put_device(CE, &device);
     }
-    env.state.add_fault(
-        Fault::error(
-            "end-devices create",
-            "pkg/auth/rights",
-            "insufficient_application_rights",
-            "insufficient rights for application `app-1`",
-        )
-        .on(CLOUD)
-        .nth(2),
-    );
+    env.state.add_fault(create_refused_for_rights(2));
     env.run(&[
         "migrate",
         APP,

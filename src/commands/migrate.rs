@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
 
@@ -231,6 +232,7 @@ pub fn migrate(context: &Context, args: &MigrateArgs) -> Result<Exit> {
         breaker_after: args.calls.max_target_failures as usize,
         target_rate: args.target_rate,
         target_burst: args.target_burst,
+        target_emptied: None,
     };
     let calls = Prefetched {
         inner: &cli,
@@ -391,12 +393,16 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<Exit> {
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
         breaker_after: args.calls.max_target_failures as usize,
-        target_rate: args.target_rate.or(manifest.target_rate),
+        target_rate: args
+            .target_rate
+            .or(manifest.target_rate)
+            .or(manifest.learned_target_rate),
         // A rate given to `resume` comes with the default burst; else the migration's.
         target_burst: match args.target_rate {
             Some(_) => None,
             None => manifest.target_burst,
         },
+        target_emptied: manifest.ended_at.as_deref().map(ended_ago),
     };
     reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
     let exit = batch::finish(&reports, work.path(), Goal::Migrate);
@@ -448,9 +454,19 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<Exit> {
         // A rollback creates on the source.
         target_rate: None,
         target_burst: None,
+        target_emptied: None,
     };
     let reports = batch::run(&cli, &migration, &work, &devices, &batch);
     Ok(batch::finish(&reports, work.path(), Goal::Rollback))
+}
+
+/// How long ago a run ended, from the manifest's `ended_at`; zero (the bucket just emptied,
+/// the careful guess) when that does not parse or lies ahead.
+fn ended_ago(ended_at: &str) -> Duration {
+    humantime::parse_rfc3339_weak(ended_at)
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default()
 }
 
 /// Devices named on the command line of `rollback`: each once, each part of the migration.

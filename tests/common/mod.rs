@@ -370,6 +370,16 @@ impl Run {
         self
     }
 
+    /// stderr does not hold `needle`, whatever line breaks wrapping put between its words.
+    #[track_caller]
+    pub fn stderr_lacks(self, needle: &str) -> Run {
+        assert!(
+            !words(&self.stderr).contains(&words(needle)),
+            "stderr says {needle:?}:\n{self:#?}"
+        );
+        self
+    }
+
     /// stdout holds `needle`, whatever line breaks wrapping (also of `# ` comments) put
     /// between its words.
     #[track_caller]
@@ -494,6 +504,19 @@ pub fn keys_of(doc: &Value) -> Vec<String> {
     }
     walk(doc, &mut keys);
     keys
+}
+
+/// The target refuses its `nth` `end-devices create` for missing rights on `app-1`: a failure
+/// that is neither transient nor the device's.
+pub fn create_refused_for_rights(nth: u32) -> Fault {
+    Fault::error(
+        "end-devices create",
+        "pkg/auth/rights",
+        "insufficient_application_rights",
+        "insufficient rights for application `app-1`",
+    )
+    .on(CLOUD)
+    .nth(nth)
 }
 
 /// An uplink, heard by a gateway of the deployment.

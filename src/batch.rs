@@ -116,9 +116,9 @@ pub fn run(
         let advice = match learned {
             Some(rate) => format!(
                 ": the target allows {rate} creates a minute into `{app}`, as it said refusing \
-                 one. `resume` keeps that pace; give the next migration into `{app}` \
-                 `--target-rate {rate}`, and it is paced from its first create, so that no \
-                 device waits for a slot between its delete and its import",
+                 one (the work directory keeps it for `resume`). Give the next migration into \
+                 `{app}` `--target-rate {rate}`, and it is paced from its first create, so that \
+                 no device waits for a slot between its delete and its import",
                 app = migration.target_application_id
             ),
             None => String::new(),

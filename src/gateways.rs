@@ -246,18 +246,10 @@ fn error_name(e: &crate::ttn_lw_cli::CliError) -> Option<String> {
     e.error.as_ref().map(|t| t.name.clone())
 }
 
-/// The summary of devices already read (`(device ID, document with recent uplinks)`, e.g. the
-/// detection answers or the exports), each gateway looked up on the target once.
-pub fn summary_of<'a>(
-    cli: &dyn Calls,
-    target: &Path,
-    documents: impl IntoIterator<Item = (&'a str, &'a Value)>,
-) -> Summary {
-    let devices: Vec<DeviceGateways> = documents
-        .into_iter()
-        .map(|(device_id, doc)| DeviceGateways::of(device_id, doc))
-        .collect();
-    Summary::of(&devices, |gateway| look_up(cli, target, gateway))
+/// The summary of devices already read (their gateways, from the detection answers), each
+/// gateway looked up on the target once.
+pub fn summary_of(cli: &dyn Calls, target: &Path, devices: &[DeviceGateways]) -> Summary {
+    Summary::of(devices, |gateway| look_up(cli, target, gateway))
 }
 
 /// One row of the table.

@@ -336,7 +336,9 @@ impl Syncing {
 /// overlapping the worker's next call. The journal's next write waits for that sync, then
 /// syncs the directory, which makes the file's name durable with the journal's. A crash
 /// before then may leave the file empty, but then no record on disk names it (the record
-/// naming it is not durable yet), and the next attempt writes it again.
+/// naming it is not durable yet), and the next attempt writes it again. Nor does this replace a
+/// file that a record on disk names: files are numbered by the records before them (see the
+/// layout above), so such a file's number is taken.
 pub fn write_device_file(path: &Path, bytes: &[u8]) -> Result<Syncing> {
     let _guard = DURABLE_WRITE.read().unwrap_or_else(|e| e.into_inner());
     let file = (|| -> std::io::Result<File> {

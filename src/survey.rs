@@ -11,13 +11,16 @@
 //! re-join, an edited attribute) is not in them. The export, read by the run, is always fresh.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::gateways::{self, Summary};
+use crate::gateways::{self, DeviceGateways, Summary};
 use crate::next_step::NextStep;
 use crate::outcome::DeviceReport;
 use crate::plan::Migration;
@@ -25,13 +28,35 @@ use crate::runner::Calls;
 use crate::ttn_lw_cli::{CliError, Invocation, Output};
 
 /// The detection answers of a batch, read before the question.
+///
+/// The answers wait for the run in an unlinked temporary file, not in memory: a device's answer
+/// is a few kilobytes, and 10,000 of them held until the run took them doubled the tool's
+/// memory. Only the gateways each device needs stay in memory, for the summary.
 pub struct Survey {
-    /// Answers (or errors) the run has not used yet, by the detection call's argv.
-    unused: Mutex<HashMap<Vec<String>, Result<Output, CliError>>>,
-    /// Every device read, with its answer, in the order of the batch.
-    read: Vec<(String, Value)>,
+    /// Answers (or errors) the run has not used yet, by device ID.
+    unused: Mutex<HashMap<String, Kept>>,
+    /// The migration whose detection calls these answer.
+    migration: Migration,
+    /// Where answers wait; `None` if no temporary file could be made (then they wait here).
+    spool: Option<File>,
+    /// Every device read, with the gateways it needs, in the order of the batch.
+    read: Vec<DeviceGateways>,
     /// Devices whose detection failed here, with the error.
     unread: Vec<(String, String)>,
+}
+
+/// An answer waiting for the run.
+enum Kept {
+    /// Its stdout is in the spool, at `at`.
+    Spooled { at: u64, len: usize, stderr: String },
+    /// Kept whole: an error, or an answer without a spool.
+    Whole(Result<Output, CliError>),
+}
+
+/// What the survey made of one answer.
+enum Read {
+    Gateways(DeviceGateways),
+    Unread(String),
 }
 
 /// Whether a migration reads its devices before the question: not with `--otaa`/`--abp` (no
@@ -40,61 +65,95 @@ pub fn wanted(migration: &Migration) -> bool {
     migration.mode.is_none() && !crate::devaddr::same_network(&migration.source, &migration.target)
 }
 
-/// Runs the detection of `devices` on `jobs` workers (read-only).
+/// Runs the detection of `devices` on `jobs` workers (read-only). Each answer is read for its
+/// gateways and put aside for the run as it arrives.
 pub fn survey(calls: &dyn Calls, migration: &Migration, devices: &[String], jobs: u32) -> Survey {
     let next = AtomicUsize::new(0);
-    let answers: Mutex<Vec<Option<Result<Output, CliError>>>> =
-        Mutex::new(vec![None; devices.len()]);
+    let unused = Mutex::new(HashMap::new());
+    let spool = tempfile::tempfile().ok();
+    let spooled = Mutex::new((spool, 0u64));
+    let reads: Mutex<Vec<Option<Read>>> = Mutex::new((0..devices.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..(jobs.max(1) as usize).min(devices.len()) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(device) = devices.get(i) else { break };
                 let answer = calls.run(&migration.detect(device));
-                answers.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(answer);
+                let read = read(device, &answer);
+                let kept = keep(&spooled, answer);
+                lock(&unused).insert(device.clone(), kept);
+                lock(&reads)[i] = Some(read);
             });
         }
     });
     let mut survey = Survey {
-        unused: Mutex::new(HashMap::new()),
+        unused,
+        migration: migration.clone(),
+        spool: spooled.into_inner().unwrap_or_else(|e| e.into_inner()).0,
         read: Vec::new(),
         unread: Vec::new(),
     };
-    let answers = answers.into_inner().unwrap_or_else(|e| e.into_inner());
-    for (device, answer) in devices.iter().zip(answers) {
-        let Some(answer) = answer else { continue };
-        match &answer {
-            Ok(output) => match serde_json::from_slice::<Value>(&output.stdout) {
-                // A device on another cluster has no MAC state here: unread, not silent.
-                Ok(doc) => match crate::device::wrong_cluster(&doc, &output.stderr) {
-                    Some(problem) => survey.unread.push((device.clone(), problem.to_string())),
-                    None => survey.read.push((device.clone(), doc)),
-                },
-                Err(_) => survey.unread.push((
-                    device.clone(),
-                    "ttn-lw-cli printed something that is not JSON".into(),
-                )),
-            },
-            Err(e) => survey.unread.push((device.clone(), e.detail.clone())),
+    for (device, read) in devices
+        .iter()
+        .zip(reads.into_inner().unwrap_or_else(|e| e.into_inner()))
+    {
+        match read {
+            Some(Read::Gateways(gateways)) => survey.read.push(gateways),
+            Some(Read::Unread(why)) => survey.unread.push((device.clone(), why)),
+            None => {}
         }
-        // The run gets the very answer, error included: its retries and refusals apply.
-        survey
-            .unused
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(migration.detect(device).argv(), answer);
     }
     survey
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The gateways a detection answer names, or why it names none that can be trusted.
+fn read(device: &str, answer: &Result<Output, CliError>) -> Read {
+    match answer {
+        Ok(output) => match serde_json::from_slice::<Value>(&output.stdout) {
+            // A device on another cluster has no MAC state here: unread, not silent.
+            Ok(doc) => match crate::device::wrong_cluster(&doc, &output.stderr) {
+                Some(problem) => Read::Unread(problem.to_string()),
+                None => Read::Gateways(DeviceGateways::of(device, &doc)),
+            },
+            Err(_) => Read::Unread("ttn-lw-cli printed something that is not JSON".into()),
+        },
+        Err(e) => Read::Unread(e.detail.clone()),
+    }
+}
+
+/// Puts an answer aside for the run: its stdout appended to the spool, if there is one. The run
+/// gets the very answer, error included: its retries and refusals apply.
+fn keep(spooled: &Mutex<(Option<File>, u64)>, answer: Result<Output, CliError>) -> Kept {
+    let Ok(output) = answer else {
+        return Kept::Whole(answer);
+    };
+    let mut spooled = lock(spooled);
+    let (spool, end) = &mut *spooled;
+    let Some(file) = spool.as_mut() else {
+        return Kept::Whole(Ok(output));
+    };
+    match file.write_all(&output.stdout) {
+        Ok(()) => {
+            let at = *end;
+            *end += output.stdout.len() as u64;
+            Kept::Spooled {
+                at,
+                len: output.stdout.len(),
+                stderr: output.stderr,
+            }
+        }
+        Err(_) => Kept::Whole(Ok(output)),
+    }
 }
 
 impl Survey {
     /// The gateways the devices read need, each looked up on the target once.
     pub fn summary(&self, cli: &dyn Calls, target: &Path) -> Summary {
-        gateways::summary_of(
-            cli,
-            target,
-            self.read.iter().map(|(device, doc)| (device.as_str(), doc)),
-        )
+        gateways::summary_of(cli, target, &self.read)
     }
 
     /// `--require-gateways`: the devices to refuse before their delete, with the reason: those
@@ -118,10 +177,27 @@ impl Survey {
         if invocation.stdout_to.is_some() {
             return None;
         }
-        self.unused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&invocation.argv())
+        let device = invocation
+            .args
+            .iter()
+            .position(|a| a == "--device-id")
+            .and_then(|i| invocation.args.get(i + 1))?;
+        if invocation.argv() != self.migration.detect(device).argv() {
+            return None;
+        }
+        let kept = lock(&self.unused).remove(device)?;
+        match kept {
+            Kept::Whole(answer) => Some(answer),
+            // An answer the spool cannot give back: the run asks ttn-lw-cli again.
+            Kept::Spooled { at, len, stderr } => {
+                let mut stdout = vec![0; len];
+                self.spool
+                    .as_ref()?
+                    .read_exact_at(&mut stdout, at)
+                    .ok()
+                    .map(|()| Ok(Output { stdout, stderr }))
+            }
+        }
     }
 }
 
@@ -204,7 +280,12 @@ mod tests {
                     detail: "connection reset".into(),
                 });
             }
-            let doc = json!({"supports_join": true, "mac_state": {"recent_uplinks": [
+            let device = invocation
+                .args
+                .iter()
+                .position(|a| a == "--device-id")
+                .map(|i| invocation.args[i + 1].clone());
+            let doc = json!({"ids": {"device_id": device}, "supports_join": true, "mac_state": {"recent_uplinks": [
                 {"rx_metadata": [{"gateway_ids": {"gateway_id": "gw-1", "eui": "AA00000000000001"}}]}]}});
             Ok(Output {
                 stdout: serde_json::to_vec(&doc).unwrap(),
@@ -231,6 +312,7 @@ mod tests {
         let survey = survey(&inner, &migration, &devices, 2);
         assert_eq!(inner.calls.lock().unwrap().len(), 3);
         assert_eq!(survey.read.len(), 2);
+        assert_eq!(survey.read[0].gateways.len(), 1);
         assert_eq!(survey.unread[0].0, "dev-broken");
 
         let calls = Prefetched {
@@ -238,8 +320,19 @@ mod tests {
             survey: Some(&survey),
             echo: false,
         };
-        // The run's detection of dev-1 costs no call; a second one (a retry) does.
-        calls.run(&migration.detect("dev-1")).unwrap();
+        // The run's detection of dev-1 costs no call, and gives back the very answer, which
+        // waited in the spool; a second one (a retry) costs a call.
+        assert!(survey.spool.is_some());
+        let answer = calls.run(&migration.detect("dev-1")).unwrap();
+        let doc: Value = serde_json::from_slice(&answer.stdout).unwrap();
+        assert_eq!(doc["ids"]["device_id"], "dev-1");
+        let other = calls.run(&migration.detect("dev-2")).unwrap();
+        let other: Value = serde_json::from_slice(&other.stdout).unwrap();
+        assert_eq!(other["ids"]["device_id"], "dev-2");
+        assert_eq!(
+            doc["mac_state"]["recent_uplinks"][0]["rx_metadata"][0]["gateway_ids"]["gateway_id"],
+            "gw-1"
+        );
         assert_eq!(inner.calls.lock().unwrap().len(), 3);
         calls.run(&migration.detect("dev-1")).unwrap();
         assert_eq!(inner.calls.lock().unwrap().len(), 4);

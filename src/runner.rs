@@ -156,6 +156,9 @@ fn seconds(wait: Duration) -> String {
 #[derive(Debug)]
 struct Failure {
     error: String,
+    /// The error without the advice a failed call's error ends with ("retry later with
+    /// `resume`"), which is for a failure that stays: a retry's line shows this.
+    brief: Option<String>,
     /// What kind of failure, for scripts and for the next step.
     kind: FailureKind,
     /// Worth another try after a pause: the loop asks `next` again.
@@ -170,6 +173,7 @@ impl Failure {
     fn new(error: impl Into<String>) -> Failure {
         Failure {
             error: error.into(),
+            brief: None,
             kind: FailureKind::Other,
             transient: false,
             call_kind: None,
@@ -198,6 +202,7 @@ impl Failure {
         };
         Failure {
             error: format!("could not {what}: {}.{hint}", e.detail),
+            brief: Some(format!("could not {what}: {}", e.detail)),
             kind: e.kind.into(),
             transient: e.kind.is_transient(),
             call_kind: Some(e.kind),
@@ -234,6 +239,7 @@ impl Failure {
                 first.error,
                 if transient { "; retrying" } else { "; nothing was taken from it" }
             ),
+            brief: None,
             kind: match transient {
                 true => FailureKind::Unavailable,
                 false => FailureKind::ServerFailed,
@@ -430,8 +436,11 @@ impl Runner<'_> {
             };
             // With the breaker open, a device in flight goes back rather than waiting on.
             if failure.transient && retry && !self.pacing.breaker_open() {
-                self.progress
-                    .retrying(&run.report.device_id, action.label(), &failure.error);
+                self.progress.retrying(
+                    &run.report.device_id,
+                    action.label(),
+                    failure.brief.as_deref().unwrap_or(&failure.error),
+                );
                 let (wait, attempt, why) = match rate_limited {
                     true => {
                         limited_retries += 1;
@@ -633,6 +642,9 @@ impl Runner<'_> {
                 error: format!(
                     "could not tell which servers hold the device: the {e}; retry with `resume`"
                 ),
+                brief: Some(format!(
+                    "could not tell which servers hold the device: the {e}"
+                )),
                 kind: match e.transient() {
                     true => FailureKind::Unavailable,
                     false => FailureKind::ServerFailed,
@@ -779,6 +791,7 @@ impl Runner<'_> {
                 error: format!(
                     "could not export the device: the {first}; the export is incomplete, retrying"
                 ),
+                brief: None,
                 kind: FailureKind::Unavailable,
                 transient: true,
                 call_kind: None,
@@ -1961,6 +1974,24 @@ mod tests {
         );
         assert!(report.error.unwrap().contains("is damaged"));
         assert_eq!(case.calls(), 0);
+    }
+
+    /// A failed call's advice is for a failure that stays; a retry's line leaves it out. A
+    /// refusal for the rate is an answer, not silence.
+    #[test]
+    fn a_failed_calls_advice_names_what_happened_and_stays_off_a_retry() {
+        let limited = Failure::call(&error(ErrorKind::RateLimited, "rate limit"), "import");
+        assert!(limited
+            .error
+            .contains("refused the call for its rate limit"));
+        assert!(limited.error.contains("retry later with `resume`"));
+        assert_eq!(
+            limited.brief.as_deref(),
+            Some("could not import: rate limit")
+        );
+        let silent = Failure::call(&error(ErrorKind::Transport, "EOF"), "import");
+        assert!(silent.error.contains("did not answer"));
+        assert_eq!(silent.brief.as_deref(), Some("could not import: EOF"));
     }
 
     /// `create`'s answer is kept without a sync (`Durability::Cached`): after a crash it may be

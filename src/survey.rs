@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -133,10 +132,11 @@ fn keep(spooled: &Mutex<(Option<File>, u64)>, answer: Result<Output, CliError>) 
     };
     let mut spooled = lock(spooled);
     let (spool, end) = &mut *spooled;
-    let Some(file) = spool.as_mut() else {
+    let Some(file) = spool.as_ref() else {
         return Kept::Whole(Ok(output));
     };
-    match file.write_all(&output.stdout) {
+    // At its own offset: a write that failed halfway leaves the others where they are.
+    match file.write_all_at(&output.stdout, *end) {
         Ok(()) => {
             let at = *end;
             *end += output.stdout.len() as u64;

@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use crate::exit::{refused, Exit};
 use crate::interrupt::{self, Interrupt};
-use crate::journal::WorkDir;
+use crate::journal::{Manifest, WorkDir};
 use crate::lifecycle::{Goal, Place};
 use crate::next_step::NextStep;
 use crate::outcome::{count, first_few, DeviceReport, FailureKind, Outcome, Summary};
@@ -27,6 +27,7 @@ use crate::survey::{self, Prefetched};
 use crate::ttn_lw_cli::{quote, CliError, Invocation, Output, TtnLwCli};
 
 /// How a batch of devices runs.
+#[derive(Debug, Clone)]
 pub struct Batch {
     pub goal: Goal,
     pub jobs: u32,
@@ -45,6 +46,28 @@ pub struct Batch {
     /// How long ago the run before this `resume` ended, pacing the target's creates: its
     /// bucket is taken as empty then, refilled at the rate since.
     pub target_emptied: Option<Duration>,
+}
+
+impl Batch {
+    /// This batch, continuing after an earlier run on the same work directory (`resume`, or the
+    /// rest after the canaries): at the target's create rate that run learned, unless one is
+    /// declared, with the target's bucket as empty when that run ended and refilled since.
+    pub fn continued(&self, manifest: &Manifest) -> Batch {
+        Batch {
+            target_rate: self.target_rate.or(manifest.learned_target_rate),
+            target_emptied: manifest.ended_at.as_deref().map(ended_ago),
+            ..self.clone()
+        }
+    }
+}
+
+/// How long ago a run ended, from the manifest's `ended_at`; zero (the bucket just emptied,
+/// the careful guess) when that does not parse or lies ahead.
+fn ended_ago(ended_at: &str) -> Duration {
+    humantime::parse_rfc3339_weak(ended_at)
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default()
 }
 
 /// Runs devices with Ctrl-C handling and the progress display in place. `calls` is ttn-lw-cli,

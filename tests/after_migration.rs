@@ -572,6 +572,35 @@ fn a_canary_that_is_heard_lets_the_rest_go_on() {
     assert!(deletes[0] < poll && poll < deletes[1], "{calls:#?}");
 }
 
+/// The canaries meet the target's limit of 60 creates a minute (one left): the rest goes on at
+/// that rate, from the bucket as the canaries left it, and none of its creates is refused.
+/// Unpaced, dev-3's create would come well under a second after dev-2's, before the bucket
+/// regained a create.
+#[test]
+fn the_rest_after_the_canaries_goes_on_at_the_rate_they_learned() {
+    let env = Env::new().with_profiles();
+    seed_devices(&env, 4);
+    transmit_on_the_target(&env, &["dev-1", "dev-2", "dev-3", "dev-4"]);
+    env.state
+        .set_rate_limit("end-devices create", CLOUD, 60, 60_000);
+    env.state
+        .set_rate_limit_tokens("end-devices create", CLOUD, 1.0);
+    env.run(&[
+        "migrate", "app-1", "--all", "--yes", "--jobs", "1", "--canary", "2", "--watch", "20s",
+    ])
+    .success()
+    .stderr_has("Canary: every canary was heard on the target; migrating the rest (2 devices).")
+    .stderr_says("the target allows 60 creates a minute");
+    assert_eq!(
+        env.state.rate_limited_calls("end-devices create", CLOUD),
+        1,
+        "only the second canary's first create is refused"
+    );
+    for device in ["dev-1", "dev-2", "dev-3", "dev-4"] {
+        assert!(env.on_cloud(device).is_some() && env.on_ce(device).is_none());
+    }
+}
+
 #[test]
 fn migrate_watch_runs_the_watch_after_the_migration() {
     let env = Env::new().with_profiles();

@@ -115,7 +115,12 @@ pub fn run(
             outcome::count(rest.len(), "device", "devices")
         ));
     }
-    reports.extend(batch::run(calls, migration, work, rest, batch));
+    // At the target's rate the canaries learned, if they met its limit.
+    let batch = match work.read_manifest() {
+        Ok(manifest) => batch.continued(&manifest),
+        Err(_) => batch.clone(),
+    };
+    reports.extend(batch::run(calls, migration, work, rest, &batch));
     Ok((reports, Canary::WentOn))
 }
 

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
 
@@ -393,17 +392,15 @@ pub fn resume(context: &Context, args: &ResumeArgs) -> Result<Exit> {
         retry: retry_policy(&args.calls),
         quiet: context.cli.quiet,
         breaker_after: args.calls.max_target_failures as usize,
-        target_rate: args
-            .target_rate
-            .or(manifest.target_rate)
-            .or(manifest.learned_target_rate),
+        target_rate: args.target_rate.or(manifest.target_rate),
         // A rate given to `resume` comes with the default burst; else the migration's.
         target_burst: match args.target_rate {
             Some(_) => None,
             None => manifest.target_burst,
         },
-        target_emptied: manifest.ended_at.as_deref().map(ended_ago),
-    };
+        target_emptied: None,
+    }
+    .continued(&manifest);
     reports.extend(batch::run(&cli, &migration, &work, &to_run, &batch));
     let exit = batch::finish(&reports, work.path(), Goal::Migrate);
     batch::write_report(report.as_ref(), &reports)?;
@@ -458,15 +455,6 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> Result<Exit> {
     };
     let reports = batch::run(&cli, &migration, &work, &devices, &batch);
     Ok(batch::finish(&reports, work.path(), Goal::Rollback))
-}
-
-/// How long ago a run ended, from the manifest's `ended_at`; zero (the bucket just emptied,
-/// the careful guess) when that does not parse or lies ahead.
-fn ended_ago(ended_at: &str) -> Duration {
-    humantime::parse_rfc3339_weak(ended_at)
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .unwrap_or_default()
 }
 
 /// Devices named on the command line of `rollback`: each once, each part of the migration.

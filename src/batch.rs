@@ -189,7 +189,7 @@ fn record_the_end(work: &WorkDir, learned: Option<u32>) {
         if learned.is_some() {
             manifest.learned_target_rate = learned;
         }
-        work.write_manifest(&manifest)
+        work.update_manifest(&manifest)
     });
     if let Err(e) = recorded {
         eprintln!(

@@ -163,6 +163,11 @@ impl WorkDir {
         for device in &manifest.devices {
             make_device_dir(&self.device_dir(device))?;
         }
+        self.update_manifest(manifest)
+    }
+
+    /// Rewrites `migration.json` of a directory whose devices have their directories.
+    pub fn update_manifest(&self, manifest: &Manifest) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(manifest)?;
         write_durably(&self.path.join(MANIFEST), &bytes)
     }

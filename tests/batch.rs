@@ -182,16 +182,7 @@ fn a_report_that_cannot_be_written_stops_the_run_before_anything_changes() {
 fn resume_checks_its_report_before_anything_runs() {
     let env = Env::new().with_profiles();
     seed_devices(&env, 1);
-    env.state.add_fault(
-        Fault::error(
-            "end-devices create",
-            "pkg/networkserver",
-            "field_value",
-            "invalid value of field `mac_state`",
-        )
-        .on(CLOUD)
-        .nth(1),
-    );
+    env.state.add_fault(create_refused_as_invalid(1));
     env.run(&[
         "migrate",
         "app-1",
@@ -229,16 +220,7 @@ fn failed_devices_do_not_stop_the_others_and_the_report_says_why() {
     let env = Env::new().with_profiles();
     let seeded = seed_devices(&env, 6);
     for nth in [2, 5] {
-        env.state.add_fault(
-            Fault::error(
-                "end-devices create",
-                "pkg/networkserver",
-                "field_value",
-                "invalid value of field `mac_state`",
-            )
-            .on(CLOUD)
-            .nth(nth),
-        );
+        env.state.add_fault(create_refused_as_invalid(nth));
     }
 
     let mut run = env
@@ -311,16 +293,7 @@ fn failed_devices_do_not_stop_the_others_and_the_report_says_why() {
 fn fail_fast_starts_no_device_after_the_first_failure() {
     let env = Env::new().with_profiles();
     seed_devices(&env, 4);
-    env.state.add_fault(
-        Fault::error(
-            "end-devices create",
-            "pkg/networkserver",
-            "field_value",
-            "invalid value of field `mac_state`",
-        )
-        .on(CLOUD)
-        .nth(1),
-    );
+    env.state.add_fault(create_refused_as_invalid(1));
 
     env.run(&[
         "migrate",

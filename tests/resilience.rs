@@ -921,17 +921,8 @@ fn a_rejoined_device_is_refused_before_any_delete_until_its_next_uplink() {
 fn a_delete_that_stops_between_servers_is_finished_before_the_import() {
     let env = Env::new().with_profiles();
     let seeded = env.seed_ce("otaa-eu1", "dev-1");
-    env.state.add_fault(
-        Fault::error(
-            "end-devices delete",
-            "pkg/networkserver",
-            "internal",
-            "internal error",
-        )
-        .after(Registry::As)
-        .on(CE)
-        .nth(1),
-    );
+    env.state
+        .add_fault(delete_stopped_after_the_application_server(1));
     let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
     args.extend(FAST);
     let last = env
@@ -958,17 +949,8 @@ fn a_half_deleted_device_is_never_reported_as_on_the_source() {
     let env = Env::new().with_profiles();
     let seeded = env.seed_ce("otaa-eu1", "dev-1");
     for nth in 1..=2 {
-        env.state.add_fault(
-            Fault::error(
-                "end-devices delete",
-                "pkg/networkserver",
-                "internal",
-                "internal error",
-            )
-            .after(Registry::As)
-            .on(CE)
-            .nth(nth),
-        );
+        env.state
+            .add_fault(delete_stopped_after_the_application_server(nth));
     }
     let mut args = vec!["migrate", "app-1", "dev-1", "--yes", "--work-dir", "w"];
     args.extend(FAST);

@@ -85,16 +85,7 @@ fn each_situation_has_its_own_exit_code() {
     env.run(&["migrate", APP, "dev-1", "--yes", "--gateways-migrated"])
         .code(0);
     // 1: some devices failed.
-    env.state.add_fault(
-        Fault::error(
-            "end-devices create",
-            "pkg/networkserver",
-            "field_value",
-            "invalid value of field `mac_state`",
-        )
-        .on(CLOUD)
-        .nth(1),
-    );
+    env.state.add_fault(create_refused_as_invalid(1));
     env.run(&["migrate", APP, "dev-2", "--yes", "--gateways-migrated"])
         .code(1);
     // 130: see resilience.rs (a graceful Ctrl-C) and terminal.rs (at a terminal).

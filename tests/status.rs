@@ -188,17 +188,8 @@ fn check_tells_a_half_deleted_device_from_a_present_one() {
     let env = Env::new().with_profiles();
     env.seed_ce("otaa-eu1", "dev-1");
     for nth in 1..=2 {
-        env.state.add_fault(
-            Fault::error(
-                "end-devices delete",
-                "pkg/networkserver",
-                "internal",
-                "internal error",
-            )
-            .after(Registry::As)
-            .on(CE)
-            .nth(nth),
-        );
+        env.state
+            .add_fault(delete_stopped_after_the_application_server(nth));
     }
     env.run(&[
         "migrate",

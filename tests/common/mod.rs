@@ -519,6 +519,33 @@ pub fn create_refused_for_rights(nth: u32) -> Fault {
     .nth(nth)
 }
 
+/// The target refuses its `nth` `end-devices create` as invalid (the Network Server rejects
+/// the MAC state): a failure of the device's document, not transient.
+pub fn create_refused_as_invalid(nth: u32) -> Fault {
+    Fault::error(
+        "end-devices create",
+        "pkg/networkserver",
+        "field_value",
+        "invalid value of field `mac_state`",
+    )
+    .on(CLOUD)
+    .nth(nth)
+}
+
+/// The source's `nth` `end-devices delete` stops between servers: the Application Server has
+/// deleted the device, the Network Server fails (`internal`), the rest still hold it.
+pub fn delete_stopped_after_the_application_server(nth: u32) -> Fault {
+    Fault::error(
+        "end-devices delete",
+        "pkg/networkserver",
+        "internal",
+        "internal error",
+    )
+    .after(Registry::As)
+    .on(CE)
+    .nth(nth)
+}
+
 /// An uplink, heard by a gateway of the deployment.
 pub fn uplink() -> Traffic {
     Traffic::uplink(&[Receiver::gateway("gw-1", Some("58A0CBFFFE800101"))])

@@ -182,10 +182,14 @@ impl Survey {
             .iter()
             .position(|a| a == "--device-id")
             .and_then(|i| invocation.args.get(i + 1))?;
-        if invocation.argv() != self.migration.detect(device).argv() {
+        let mut unused = lock(&self.unused);
+        // Most calls are not a waiting detection: no argv to build for them.
+        if !unused.contains_key(device) || invocation.argv() != self.migration.detect(device).argv()
+        {
             return None;
         }
-        let kept = lock(&self.unused).remove(device)?;
+        let kept = unused.remove(device)?;
+        drop(unused);
         match kept {
             Kept::Whole(answer) => Some(answer),
             // An answer the spool cannot give back: the run asks ttn-lw-cli again.
